@@ -1,0 +1,87 @@
+"""Settings from the environment (GRIDGOV_*), validated at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The project checkout: templates/, static/ and geodata/ live here."""
+
+BASEMAPS = ("none", "tianditu", "xyz", "osm")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+@dataclass
+class Settings:
+    """Every setting gridgov reads, with its default."""
+
+    instance_path: Path = field(default_factory=lambda: ROOT / "instance")
+    database_url: str = ""
+    secret_key: str = ""
+    upload_folder: Path | None = None
+    max_upload_mb: int = 10
+    snap_tolerance_m: float = 200.0
+    basemap: str = "none"
+    basemap_url: str = ""
+    tianditu_key: str = ""
+    default_county: str = "441523"
+
+    def __post_init__(self) -> None:
+        self.instance_path = Path(self.instance_path)
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.instance_path / 'gridgov.sqlite3'}"
+        if self.upload_folder is None:
+            self.upload_folder = self.instance_path / "uploads"
+        self.upload_folder = Path(self.upload_folder)
+        if self.basemap not in BASEMAPS:
+            raise ConfigError(f"GRIDGOV_BASEMAP must be one of {', '.join(BASEMAPS)}")
+        if self.basemap == "tianditu" and not self.tianditu_key:
+            raise ConfigError("GRIDGOV_BASEMAP=tianditu needs GRIDGOV_TIANDITU_KEY")
+        if self.basemap == "xyz" and not self.basemap_url:
+            raise ConfigError("GRIDGOV_BASEMAP=xyz needs GRIDGOV_BASEMAP_URL")
+        if self.snap_tolerance_m < 0:
+            raise ConfigError("GRIDGOV_SNAP_TOLERANCE_M must be >= 0")
+        if self.max_upload_mb <= 0:
+            raise ConfigError("GRIDGOV_MAX_UPLOAD_MB must be > 0")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read GRIDGOV_<NAME> variables, then apply explicit overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"GRIDGOV_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            try:
+                if f.name in ("max_upload_mb",):
+                    values[f.name] = int(raw)
+                elif f.name in ("snap_tolerance_m",):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ConfigError(f"GRIDGOV_{f.name.upper()}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def ensure_secret_key(self) -> str:
+        """Return the secret key, creating a persistent one under instance/ if unset."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.instance_path / "secret_key"
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+        else:
+            self.instance_path.mkdir(parents=True, exist_ok=True)
+            self.secret_key = secrets.token_hex(32)
+            path.write_text(self.secret_key)
+            path.chmod(0o600)
+        return self.secret_key

@@ -1,0 +1,40 @@
+"""Run the app under gunicorn with a fresh app (and engine) per worker after fork."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _GunicornApp(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from gridgov import create_app
+
+        return create_app()
+
+
+def run_gunicorn(
+    *, bind: str, workers: int, certfile: str | None = None, keyfile: str | None = None
+) -> None:
+    """Serve gridgov with gunicorn; each worker builds its own app after the fork."""
+    _GunicornApp(
+        {
+            "bind": bind,
+            "workers": workers,
+            "certfile": certfile,
+            "keyfile": keyfile,
+            "accesslog": "-",
+            "preload_app": False,
+            "timeout": 60,
+        }
+    ).run()

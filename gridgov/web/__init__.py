@@ -1,0 +1,83 @@
+"""The Flask edge: per-request database session, error rendering, blueprints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from gridgov.errors import GridGovError
+
+
+def get_session() -> Session:
+    """Return this request's session (one commit per request, at the edge)."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["gridgov.db"].sessions()
+    return g.db_session
+
+
+def _commit(response: Response) -> Response:
+    session: Session | None = g.pop("db_session_commit", None) or g.get("db_session")
+    if session is not None:
+        if response.status_code < 400:
+            session.commit()
+        else:
+            session.rollback()
+    return response
+
+
+def _close(exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        if exc is not None:
+            session.rollback()
+        session.close()
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _domain_error(exc: GridGovError) -> Any:
+    if _wants_json():
+        return jsonify(exc.to_dict()), exc.status
+    from flask import render_template
+
+    return render_template("error.html", error=exc), exc.status
+
+
+def _http_error(exc: HTTPException) -> Any:
+    if not _wants_json():
+        return exc
+    messages = {
+        400: "请求格式错误",
+        401: "请先登录",
+        403: "无权访问",
+        404: "资源不存在",
+        405: "不支持该请求方法",
+        413: "上传内容过大",
+        429: "请求过于频繁",
+    }
+    code = exc.code or 500
+    body = {
+        "error": {
+            "code": (exc.name or "error").lower().replace(" ", "_"),
+            "message": messages.get(code, exc.description or "请求失败"),
+        }
+    }
+    return jsonify(body), code
+
+
+def init_app(app: Flask) -> None:
+    """Wire sessions, error handlers and blueprints into `app`."""
+    app.after_request(_commit)
+    app.teardown_request(_close)
+    app.register_error_handler(GridGovError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+
+    from gridgov.web import api, pages
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
