@@ -13,6 +13,13 @@ from flask.cli import FlaskGroup, with_appcontext
 from gridgov.db import Database
 
 
+SUBSYSTEM_COMMANDS = (
+    "gridgov.geo.geocode_cli",
+    "gridgov.geo.import_cli",
+)
+"""Modules that each export `commands`, a list of click commands."""
+
+
 def _db() -> Database:
     return current_app.extensions["gridgov.db"]
 
@@ -59,8 +66,13 @@ def serve_command(bind: str, workers: int, certfile: str | None, keyfile: str | 
 
 def init_app(app: Flask) -> None:
     """Register gridgov's commands on the app's CLI group."""
+    import importlib
+
     for command in (init_command, serve_command):
         app.cli.add_command(command)
+    for module in SUBSYSTEM_COMMANDS:
+        for command in importlib.import_module(module).commands:
+            app.cli.add_command(command)
 
 
 def main() -> None:
