@@ -1,0 +1,1 @@
+"""Everything spatial: coordinate systems, grid index, grid import and synthesis."""
