@@ -1,0 +1,1 @@
+"""The event life cycle: states, transitions, guards, time limits, audit trail (no Flask)."""
