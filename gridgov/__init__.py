@@ -31,7 +31,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["gridgov.settings"] = settings
-    app.extensions["gridgov.db"] = database or Database(settings.database_url)
+    app.extensions["gridgov.db"] = database or Database(
+        settings.database_url, audit_key=settings.ensure_audit_key()
+    )
 
     from gridgov.web import init_app as init_web
 

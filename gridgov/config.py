@@ -25,6 +25,7 @@ class Settings:
     instance_path: Path = field(default_factory=lambda: ROOT / "instance")
     database_url: str = ""
     secret_key: str = ""
+    audit_key: str = ""
     upload_folder: Path | None = None
     max_upload_mb: int = 10
     snap_tolerance_m: float = 200.0
@@ -73,15 +74,26 @@ class Settings:
         return cls(**values)
 
     def ensure_secret_key(self) -> str:
-        """Return the secret key, creating a persistent one under instance/ if unset."""
-        if self.secret_key:
-            return self.secret_key
-        path = self.instance_path / "secret_key"
-        if path.exists():
-            self.secret_key = path.read_text().strip()
-        else:
-            self.instance_path.mkdir(parents=True, exist_ok=True)
-            self.secret_key = secrets.token_hex(32)
-            path.write_text(self.secret_key)
-            path.chmod(0o600)
+        """Return the session secret, creating a persistent one under instance/ if unset."""
+        if not self.secret_key:
+            self.secret_key = self._instance_secret("secret_key")
         return self.secret_key
+
+    def ensure_audit_key(self) -> bytes:
+        """Return the audit-chain key, creating a persistent one under instance/ if unset.
+
+        Keep it apart from the database: whoever holds it can forge a consistent chain.
+        """
+        if not self.audit_key:
+            self.audit_key = self._instance_secret("audit_key")
+        return self.audit_key.encode()
+
+    def _instance_secret(self, name: str) -> str:
+        path = self.instance_path / name
+        if path.exists():
+            return path.read_text().strip()
+        self.instance_path.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value

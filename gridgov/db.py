@@ -5,11 +5,21 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, Engine, LargeBinary, MetaData, create_engine, event, func
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -78,6 +88,31 @@ class Geometry(TypeDecorator[BaseGeometry]):
         return None if value is None else shapely.from_wkb(bytes(value))
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: stored as UTC, always returned timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Return the current instant, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not pysqlite, issue BEGIN: SAVEPOINTs then work (tests roll back),
     # and BEGIN IMMEDIATE takes the write lock up front, so concurrent writers queue on
@@ -107,10 +142,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class Database:
     """An engine and the session factory bound to it (or to one test connection)."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, audit_key: bytes | None = None, **engine_kwargs: Any) -> None:
+        import gridgov.audit  # noqa: F401  (registers the audit hooks on every Session)
+
         self.url = url
+        self.audit_key = audit_key
         self.engine = make_engine(url, **engine_kwargs)
-        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(
+            bind=self.engine, expire_on_commit=False, info=self._session_info()
+        )
+
+    def _session_info(self) -> dict[str, Any]:
+        # gridgov.audit appends a chained entry for every audited change when a key is set.
+        return {"audit_key": self.audit_key} if self.audit_key else {}
 
     @property
     def dialect(self) -> str:
@@ -120,7 +164,10 @@ class Database:
         """Return a copy whose sessions join `connection`'s transaction (tests roll it back)."""
         clone = copy.copy(self)
         clone.sessions = sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            bind=connection,
+            expire_on_commit=False,
+            join_transaction_mode="create_savepoint",
+            info=self._session_info(),
         )
         return clone
 

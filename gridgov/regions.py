@@ -98,3 +98,9 @@ def describe(session: Session, code: str) -> dict[str, Any]:
         "synthetic": region.synthetic,
         "children": children,
     }
+
+
+def name_of(session: Session, code: str) -> str:
+    """Return a region's name, or '' if unknown."""
+    region = session.get(Region, code)
+    return region.name if region else ""

@@ -14,16 +14,18 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from gridgov import create_app
 from gridgov.config import Settings
 from gridgov.db import Database
+from gridgov.models import User
 from gridgov.pgtemp import TemporaryPostgres
 
 BACKENDS = [b for b in os.environ.get("GRIDGOV_TEST_DBS", "sqlite,postgresql").split(",") if b]
 SAMPLE = ("441523", "441427")
+AUDIT_KEY = b"test-audit-key"
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +57,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database(backend: str, fresh_database_url) -> Iterator[Database]:
     """A migrated database with both sample counties, calendar and matter list loaded."""
     from gridgov.bootstrap import init_database
+    from gridgov.demo import create_demo_users
 
-    db = Database(fresh_database_url(backend))
+    db = Database(fresh_database_url(backend), audit_key=AUDIT_KEY)
     init_database(db, SAMPLE)
+    with db.session() as s:
+        create_demo_users(s)
     yield db
     db.dispose()
 
@@ -89,6 +94,7 @@ def app(db: Database, tmp_path: Path) -> Flask:
         instance_path=tmp_path / "instance",
         database_url=db.url,
         secret_key="test-secret",
+        audit_key=AUDIT_KEY.decode(),
     )
     application = create_app(settings, database=db)
     application.testing = True
@@ -98,3 +104,9 @@ def app(db: Database, tmp_path: Path) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def users(session: Session) -> dict[str, User]:
+    """The demo accounts (see gridgov.demo.ACCOUNTS), by username."""
+    return {u.username: u for u in session.scalars(select(User))}

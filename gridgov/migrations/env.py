@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 import gridgov.models  # noqa: F401  (registers every table)
-from gridgov.db import Base, Geometry, make_engine
+from gridgov.db import Base, Geometry, UTCDateTime, make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,6 +15,8 @@ target_metadata = Base.metadata
 def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     if type_ == "type" and isinstance(obj, Geometry):
         return f"gridgov.db.Geometry({obj.geometry_type!r})"
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
     return False
 
 

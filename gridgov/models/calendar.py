@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Integer, String, Text, func
+from sqlalchemy import Boolean, Date, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gridgov.db import Base
+from gridgov.db import Base, UTCDateTime
 
 
 class CalendarDay(Base):
@@ -28,7 +28,7 @@ class CalendarYear(Base):
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")
-    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
 class Setting(Base):

@@ -9,7 +9,6 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gridgov.db import Base, Geometry
+from gridgov.db import Base, Geometry, UTCDateTime
 
 
 class Level(StrEnum):
@@ -109,7 +108,7 @@ class GridSet(Base):
     synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     grid_count: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
     grids: Mapped[list[Grid]] = relationship(back_populates="grid_set", order_by="Grid.code")
 

@@ -6,9 +6,12 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from gridgov.errors import GridGovError
+from gridgov.audit import Actor, set_actor
+from gridgov.errors import Conflict, GridGovError, Unauthorized
+from gridgov.models import User
 
 
 def get_session() -> Session:
@@ -16,6 +19,37 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = current_app.extensions["gridgov.db"].sessions()
     return g.db_session
+
+
+def current_user() -> User | None:
+    """Return the signed-in user: from a Bearer token, else from the browser session."""
+    if "user" in g:
+        return g.user
+    from flask import session as cookie
+
+    from gridgov.auth import user_for_token
+
+    db = get_session()
+    user: User | None = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        user = user_for_token(db, header[7:].strip())
+    elif cookie.get("user_id") is not None:
+        user = db.get(User, cookie["user_id"])
+        if user is not None and not user.active:
+            user = None
+    if user is not None:
+        set_actor(db, Actor(user.id, user.username))
+    g.user = user
+    return user
+
+
+def require_user() -> User:
+    """Return the signed-in user or raise 401."""
+    user = current_user()
+    if user is None:
+        raise Unauthorized("请先登录", code="unauthorized")
+    return user
 
 
 def _commit(response: Response) -> Response:
@@ -70,11 +104,16 @@ def _http_error(exc: HTTPException) -> Any:
     return jsonify(body), code
 
 
+def _stale(exc: StaleDataError) -> Any:
+    return _domain_error(Conflict("事件已被他人更新，请刷新后重试", code="stale_version"))
+
+
 def init_app(app: Flask) -> None:
     """Wire sessions, error handlers and blueprints into `app`."""
     app.after_request(_commit)
     app.teardown_request(_close)
     app.register_error_handler(GridGovError, _domain_error)
+    app.register_error_handler(StaleDataError, _stale)
     app.register_error_handler(HTTPException, _http_error)
 
     from gridgov.web import api, pages
