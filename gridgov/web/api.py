@@ -15,6 +15,7 @@ from gridgov.db import utcnow
 from gridgov.errors import BadRequest, NotFound, Unprocessable
 from gridgov.geo import geocoder
 from gridgov.models import Attachment
+from gridgov.openapi import build_spec
 from gridgov.photos import PhotoStore
 from gridgov.web import get_session, require_user
 
@@ -36,6 +37,11 @@ def _photo_store() -> PhotoStore:
 
 def _now() -> datetime:
     return utcnow()
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(build_spec())
 
 
 @bp.get("/health")

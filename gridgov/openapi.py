@@ -1,0 +1,347 @@
+"""The OpenAPI 3.1 description of /api/v1, built from the transition table and route list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridgov.models import STATE_LABELS, Source, Urgency
+from gridgov.workflow.machine import TRANSITIONS
+
+ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "请求格式错误",
+        401: "未登录",
+        403: "无权操作（角色或辖区）",
+        404: "不存在",
+        409: "状态冲突或已被他人更新",
+        422: "输入缺失或无效",
+    }
+    return {
+        str(c): {"description": text[c], "content": _json({"$ref": "#/components/schemas/Error"})}
+        for c in codes
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": _json(schema)}
+
+
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "schema": schema,
+        "description": description,
+        "required": required or where == "path",
+    }
+
+
+def _action_inputs() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "comment": {"type": "string", "maxLength": 2000, "description": "说明、理由或结果"},
+            "lead_department_id": {"type": "integer", "description": "主办部门（分拨）"},
+            "assisting_department_ids": {"type": "array", "items": {"type": "integer"}},
+            "days": {"type": "integer", "minimum": 1, "maximum": 15, "description": "延期工作日"},
+            "satisfaction": {"enum": ["satisfied", "basically", "unsatisfied"]},
+            "target_event_id": {"type": "integer", "description": "并入的事件"},
+            "attachment_ids": {"type": "array", "items": {"type": "integer"}},
+            "lng": {"type": "number"},
+            "lat": {"type": "number"},
+            "crs": {"enum": ["wgs84", "gcj02", "bd09", "cgcs2000"]},
+            "version": {"type": "integer", "description": "乐观锁：事件的当前版本"},
+        },
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    actions = "\n".join(
+        f"- `{t.name}` {t.label}: from {', '.join(sorted(s.value for s in t.sources))}; "
+        f"roles {', '.join(sorted(r.value for r in t.roles))}; requires "
+        f"{', '.join(t.requires) or '—'}"
+        for t in TRANSITIONS.values()
+    )
+    event_id = _param("event_id", "path", {"type": "integer"})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gridgov API",
+            "version": "1",
+            "description": "网格化社会治理事件系统接口。认证：先用 /auth/token 取得令牌，再以 "
+            "`Authorization: Bearer <token>` 调用；浏览器使用会话。错误体统一为 "
+            '`{"error": {"code", "message", "details"}}`，message 为中文。',
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "details": {"type": "object"},
+                            },
+                        }
+                    },
+                },
+                "Placement": {
+                    "type": "object",
+                    "properties": {
+                        k: {"type": "string"}
+                        for k in (
+                            "grid_code",
+                            "grid_name",
+                            "village_code",
+                            "village_name",
+                            "town_code",
+                            "town_name",
+                            "county_code",
+                            "county_name",
+                        )
+                    }
+                    | {
+                        "snapped": {"type": "boolean"},
+                        "distance_m": {"type": "number"},
+                        "lng": {"type": "number"},
+                        "lat": {"type": "number"},
+                    },
+                },
+                "EventSummary": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "code": {"type": "string"},
+                        "state": {"enum": list(STATE_LABELS)},
+                        "deadline": {"type": "string", "format": "date-time"},
+                        "light": {"enum": ["green", "yellow", "red", "paused", "done"]},
+                        "version": {"type": "integer"},
+                    },
+                },
+                "EventDetail": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/EventSummary"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "history": {"type": "array", "items": {"type": "object"}},
+                                "photos": {"type": "array", "items": {"type": "object"}},
+                                "allowed_actions": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                    ],
+                },
+            },
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": {
+            "/auth/token": {
+                "post": {
+                    "summary": "取得访问令牌",
+                    "security": [],
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": ["username", "password"],
+                                "properties": {
+                                    "username": {"type": "string"},
+                                    "password": {"type": "string"},
+                                },
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "token": {"type": "string"},
+                                    "expires_in": {"type": "integer"},
+                                },
+                            }
+                        )
+                    }
+                    | _error_responses(400, 401),
+                }
+            },
+            "/geocode": {
+                "get": {
+                    "summary": "坐标或地名定位到网格",
+                    "security": [],
+                    "parameters": [
+                        _param("lng", "query", {"type": "number"}),
+                        _param("lat", "query", {"type": "number"}),
+                        _param("crs", "query", {"enum": ["wgs84", "gcj02", "bd09", "cgcs2000"]}),
+                        _param("q", "query", {"type": "string"}, "地名，如“螺溪镇欧田村委会附近”"),
+                    ],
+                    "responses": {"200": _ok({"$ref": "#/components/schemas/Placement"})}
+                    | _error_responses(400, 422),
+                }
+            },
+            "/matters": {
+                "get": {
+                    "summary": "事项清单",
+                    "security": [],
+                    "responses": {"200": _ok({"type": "object"})},
+                }
+            },
+            "/regions/{code}": {
+                "get": {
+                    "summary": "区划及其下级",
+                    "security": [],
+                    "parameters": [_param("code", "path", {"type": "string"})],
+                    "responses": {"200": _ok({"type": "object"})} | _error_responses(404, 422),
+                }
+            },
+            "/events": {
+                "post": {
+                    "summary": "上报事件（client_key 幂等）",
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": [
+                                    "matter_code",
+                                    "description",
+                                    "lng",
+                                    "lat",
+                                    "client_key",
+                                ],
+                                "properties": {
+                                    "matter_code": {"type": "string"},
+                                    "urgency": {"enum": [u.value for u in Urgency]},
+                                    "description": {"type": "string"},
+                                    "lng": {"type": "number"},
+                                    "lat": {"type": "number"},
+                                    "crs": {"enum": ["wgs84", "gcj02", "bd09", "cgcs2000"]},
+                                    "accuracy_m": {"type": "number"},
+                                    "address": {"type": "string"},
+                                    "source": {"enum": [s.value for s in Source]},
+                                    "client_key": {"type": "string", "maxLength": 64},
+                                },
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "201": _ok({"type": "object"}, "新建"),
+                        "200": _ok({"type": "object"}, "同一 client_key 已上报，返回原事件"),
+                    }
+                    | _error_responses(400, 401, 403, 422),
+                },
+                "get": {
+                    "summary": "事件列表（仅本辖区）",
+                    "parameters": [
+                        _param("state", "query", {"type": "string"}, "逗号分隔的状态"),
+                        _param("matter", "query", {"type": "string"}),
+                        _param("region", "query", {"type": "string"}, "区划代码前缀"),
+                        _param("source", "query", {"enum": [s.value for s in Source]}),
+                        _param("urgency", "query", {"enum": [u.value for u in Urgency]}),
+                        _param("from", "query", {"type": "string", "format": "date"}),
+                        _param("to", "query", {"type": "string", "format": "date"}),
+                        _param("overdue", "query", {"type": "boolean"}),
+                        _param("page", "query", {"type": "integer", "minimum": 1}),
+                        _param("per_page", "query", {"type": "integer", "maximum": 100}),
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/EventSummary"},
+                                    },
+                                    "total": {"type": "integer"},
+                                },
+                            }
+                        )
+                    }
+                    | _error_responses(401, 422),
+                },
+            },
+            "/events/{event_id}": {
+                "get": {
+                    "summary": "事件详情（含全程记录与照片）",
+                    "parameters": [event_id],
+                    "responses": {"200": _ok({"$ref": "#/components/schemas/EventDetail"})}
+                    | _error_responses(401, 403, 404),
+                }
+            },
+            "/events/{event_id}/actions/{action}": {
+                "post": {
+                    "summary": "执行流转操作",
+                    "description": "操作名即状态机的转换名：\n" + actions,
+                    "parameters": [event_id, _param("action", "path", {"enum": list(TRANSITIONS)})],
+                    "requestBody": {"content": _json(_action_inputs())},
+                    "responses": {"200": _ok({"$ref": "#/components/schemas/EventDetail"})}
+                    | _error_responses(400, 401, 403, 404, 409, 422),
+                }
+            },
+            "/events/{event_id}/attachments": {
+                "post": {
+                    "summary": "上传照片（同一照片重复上传返回原记录）",
+                    "parameters": [event_id],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {
+                                        "file": {"type": "string", "contentMediaType": "image/*"},
+                                        "kind": {"enum": ["before", "after", "evidence"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _ok({"type": "object"}, "新建"),
+                        "200": _ok({"type": "object"}, "已存在"),
+                    }
+                    | _error_responses(401, 403, 404, 409, 422),
+                }
+            },
+            "/attachments/{attachment_id}": {
+                "get": {
+                    "summary": "照片（thumb=1 取缩略图）",
+                    "parameters": [
+                        _param("attachment_id", "path", {"type": "integer"}),
+                        _param("thumb", "query", {"type": "integer"}),
+                    ],
+                    "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}}
+                    | _error_responses(401, 403, 404),
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "健康检查",
+                    "security": [],
+                    "responses": {"200": _ok({"type": "object"})},
+                }
+            },
+        },
+    }
