@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridgov.geo.crs import area_m2
@@ -52,11 +52,10 @@ def save_grid_set(
     synthetic: bool = False,
 ) -> GridSet:
     """Store `grids` as the county's new active grid set; the previous set stays, inactive."""
-    session.execute(
-        update(GridSet)
-        .where(GridSet.county_code == county_code, GridSet.active.is_(True))
-        .values(active=False)
-    )
+    for previous in session.scalars(
+        select(GridSet).where(GridSet.county_code == county_code, GridSet.active.is_(True))
+    ):
+        previous.active = False  # through the ORM, so the audit log records it
     session.flush()
     grid_set = GridSet(
         county_code=county_code, name=name, source=source, synthetic=synthetic, active=True
