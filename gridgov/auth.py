@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 from gridgov.db import utcnow
 from gridgov.errors import Unauthorized
 from gridgov.models import ApiToken, User
+from gridgov.security import DEFAULT_POLICY, get_policy
 
 _hasher = PasswordHasher()
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
+MAX_FAILURES = DEFAULT_POLICY.max_failures
+"""Default lockout threshold; the one in force is gridgov.security.get_policy()."""
+LOCKOUT = DEFAULT_POLICY.lockout
 TOKEN_LIFETIME = timedelta(hours=12)
 
 
@@ -35,7 +37,12 @@ def check_password(user: User, password: str) -> bool:
 
 
 def authenticate(session: Session, username: str, password: str) -> User:
-    """Return the user for these credentials; count failures and lock after too many."""
+    """Return the user for these credentials; count failures and lock after too many.
+
+    The thresholds come from the security policy (gridgov.security); the caller must
+    commit even when this raises, or the failure count is lost with the rollback.
+    """
+    policy = get_policy(session)
     user = session.scalar(select(User).where(User.username == username))
     now = utcnow()
     refused = Unauthorized("用户名或密码错误", code="bad_credentials")
@@ -47,8 +54,8 @@ def authenticate(session: Session, username: str, password: str) -> User:
         )
     if not check_password(user, password):
         user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILURES:
-            user.locked_until = now + LOCKOUT
+        if user.failed_logins >= policy.max_failures:
+            user.locked_until = now + policy.lockout
             user.failed_logins = 0
         session.flush()
         raise refused

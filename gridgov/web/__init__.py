@@ -120,3 +120,10 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+
+    from gridgov.web import auth_pages, forms
+
+    # Order matters: the session guard (idle timeout) runs before the CSRF check.
+    app.register_blueprint(auth_pages.bp)
+    app.register_blueprint(forms.bp)
+    app.context_processor(pages.layout_context)
