@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from datetime import timedelta
@@ -36,6 +37,16 @@ def check_password(user: User, password: str) -> bool:
         return False
 
 
+_DUMMY_HASH = _hasher.hash("gridgov-timing-equaliser")
+
+
+def _spend_check(password: str) -> None:
+    # Spend the cost of a real check, so the response time does not reveal whether the
+    # username exists (等保: no account enumeration).
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_DUMMY_HASH, password)
+
+
 def authenticate(session: Session, username: str, password: str) -> User:
     """Return the user for these credentials; count failures and lock after too many.
 
@@ -47,6 +58,7 @@ def authenticate(session: Session, username: str, password: str) -> User:
     now = utcnow()
     refused = Unauthorized("用户名或密码错误", code="bad_credentials")
     if user is None or not user.active:
+        _spend_check(password)
         raise refused
     if user.locked_until is not None and user.locked_until > now:
         raise Unauthorized(

@@ -53,7 +53,7 @@ def require_user() -> User:
 
 
 def _commit(response: Response) -> Response:
-    session: Session | None = g.pop("db_session_commit", None) or g.get("db_session")
+    session: Session | None = g.get("db_session")
     if session is not None:
         if response.status_code < 400:
             session.commit()
@@ -82,26 +82,26 @@ def _domain_error(exc: GridGovError) -> Any:
     return render_template("error.html", error=exc), exc.status
 
 
+_HTTP_MESSAGES = {
+    400: "请求格式错误",
+    401: "请先登录",
+    403: "无权访问",
+    404: "页面或资源不存在",
+    405: "不支持该请求方法",
+    413: "上传内容过大",
+    429: "请求过于频繁",
+}
+
+
 def _http_error(exc: HTTPException) -> Any:
-    if not _wants_json():
-        return exc
-    messages = {
-        400: "请求格式错误",
-        401: "请先登录",
-        403: "无权访问",
-        404: "资源不存在",
-        405: "不支持该请求方法",
-        413: "上传内容过大",
-        429: "请求过于频繁",
-    }
-    code = exc.code or 500
-    body = {
-        "error": {
-            "code": (exc.name or "error").lower().replace(" ", "_"),
-            "message": messages.get(code, exc.description or "请求失败"),
-        }
-    }
-    return jsonify(body), code
+    if exc.code is None or exc.code < 400:
+        return exc  # redirects raised as exceptions (e.g. RequestRedirect)
+    error = GridGovError(
+        _HTTP_MESSAGES.get(exc.code, "请求失败"),
+        code=(exc.name or "error").lower().replace(" ", "_"),
+    )
+    error.status = exc.code
+    return _domain_error(error)
 
 
 def _stale(exc: StaleDataError) -> Any:
