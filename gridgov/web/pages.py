@@ -17,6 +17,7 @@ from gridgov.events import unread_notices
 from gridgov.models import Notice, Region, Role, User
 from gridgov.web import current_user, get_session
 from gridgov.web.auth_pages import home_for, page_user, safe_next
+from gridgov.web.menu import menu_for
 
 bp = Blueprint("pages", __name__)
 
@@ -86,9 +87,11 @@ def describe_user(session: Session, user: User) -> dict[str, Any]:
 def layout_context() -> dict[str, Any]:
     """Template globals for base.html: `me` (the signed-in user's header data) or None."""
     if request.path.startswith("/api/"):
-        return {"me": None}
+        return {"me": None, "menu": []}
     user = current_user()
-    return {"me": describe_user(get_session(), user) if user is not None else None}
+    if user is None:
+        return {"me": None, "menu": []}
+    return {"me": describe_user(get_session(), user), "menu": menu_for(user.role)}
 
 
 @bp.get("/")
