@@ -336,6 +336,75 @@ def build_spec() -> dict[str, Any]:
                     | _error_responses(401, 403, 404),
                 }
             },
+            "/stats": {
+                "get": {
+                    "summary": "统计指标（仅本辖区；口径见 definitions）",
+                    "description": "统计期内上报的全部事件（含撤单、不予受理、作废、并案）的"
+                    "受理量、办结率、逾期率、按时办结率、结案率、按期结案率、返工率、延期率、"
+                    "满意率、平均办结时长等；指标定义唯一，见 gridgov.stats 与响应中的 "
+                    "definitions。比率为 0–1 的小数（保留4位），分母为 0 时为 null。",
+                    "parameters": [
+                        _param("region", "query", {"type": "string"}, "区划代码（须在本辖区内）"),
+                        _param(
+                            "from",
+                            "query",
+                            {"type": "string", "format": "date"},
+                            "开始日期（含），上海时间；缺省为截止日前29天",
+                        ),
+                        _param(
+                            "to",
+                            "query",
+                            {"type": "string", "format": "date"},
+                            "截止日期（含），上海时间；缺省为今天",
+                        ),
+                        _param(
+                            "group_by",
+                            "query",
+                            {
+                                "enum": [
+                                    "town",
+                                    "village",
+                                    "grid",
+                                    "department",
+                                    "matter",
+                                    "category",
+                                    "source",
+                                    "reporter",
+                                    "day",
+                                    "week",
+                                    "month",
+                                ]
+                            },
+                            "分组（排名按受理量降序；日、周、月按时间顺序）",
+                        ),
+                        _param("matter", "query", {"type": "string"}, "事项代码前缀"),
+                        _param("source", "query", {"enum": [s.value for s in Source]}),
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "totals": {"type": "object"},
+                                    "groups": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "key": {},
+                                                "name": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                    "definitions": {"type": "object"},
+                                    "filter": {"type": "object"},
+                                },
+                            }
+                        )
+                    }
+                    | _error_responses(401, 403, 422),
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "健康检查",

@@ -12,7 +12,7 @@ from gridgov import regions as region_service
 from gridgov.calendar_store import load_calendar
 from gridgov.catalog import export_matters
 from gridgov.db import utcnow
-from gridgov.errors import BadRequest, NotFound, Unprocessable
+from gridgov.errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from gridgov.geo import geocoder
 from gridgov.models import Attachment
 from gridgov.openapi import build_spec
@@ -53,7 +53,13 @@ def health() -> Any:
 def token() -> Any:
     body = _json_body()
     session = get_session()
-    user = auth.authenticate(session, str(body.get("username", "")), str(body.get("password", "")))
+    try:
+        user = auth.authenticate(
+            session, str(body.get("username", "")), str(body.get("password", ""))
+        )
+    except Unauthorized:
+        session.commit()  # keep the failure count: the error response would roll it back
+        raise
     return jsonify({"token": auth.issue_token(session, user), "expires_in": 12 * 3600})
 
 
@@ -186,3 +192,13 @@ def attachment_file(attachment_id: int) -> Any:
     events.get_event(session, user, attachment.event_id)
     rel = attachment.thumb_path if request.args.get("thumb") else attachment.path
     return send_file(_photo_store().open(rel), mimetype="image/jpeg", max_age=3600)
+
+
+@bp.get("/stats")
+def get_stats() -> Any:
+    from gridgov import stats  # local: the route was appended without touching shared imports
+
+    user = require_user()
+    now = _now()
+    query = stats.parse_args(request.args, now)
+    return jsonify(stats.compute(get_session(), user, **query, as_of=now))
