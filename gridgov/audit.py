@@ -69,6 +69,13 @@ class Actor:
 
 
 SYSTEM = Actor(None, "system")
+_process_actor = SYSTEM
+
+
+def set_process_actor(actor: Actor) -> None:
+    """Attribute changes made without a signed-in user (CLI runs) to `actor`."""
+    global _process_actor
+    _process_actor = actor
 
 
 def set_actor(session: Session, actor: Actor) -> None:
@@ -107,7 +114,10 @@ def _changes(obj: Any) -> dict[str, list[Any]]:
 
 
 def _object_id(obj: Any) -> str:
-    identity = inspect(obj).identity
+    state = inspect(obj)
+    # A row inserted by this flush has its key assigned only after after_flush: read the
+    # primary key from the instance, or every "create" entry would name no object.
+    identity = state.identity or state.mapper.primary_key_from_instance(obj)
     if identity is None:
         return ""
     return "/".join(str(_plain(v)) for v in identity)
@@ -165,12 +175,12 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
             changes = _changes(obj)
             if changes:
                 pending.append(("update", AUDITED[type(obj)], _object_id(obj), _dump(changes)))
-    for obj in session.deleted:
+    for obj in _deleted(session, _flush):
         if type(obj) in AUDITED:
             pending.append(("delete", AUDITED[type(obj)], _object_id(obj), _dump(_snapshot(obj))))
     if not pending:
         return
-    actor: Actor = session.info.get("actor", SYSTEM)
+    actor: Actor = session.info.get("actor", _process_actor)
     conn = session.connection()
     head = conn.execute(
         select(AuditHead.last_id, AuditHead.last_mac).where(AuditHead.id == HEAD_ID)
@@ -188,6 +198,21 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
     conn.execute(
         update(AuditHead).where(AuditHead.id == HEAD_ID).values(last_id=last_id, last_mac=last_mac)
     )
+
+
+def _deleted(session: Session, flush: UOWTransaction) -> list[Any]:
+    """Return the objects this flush deletes, delete-orphans included.
+
+    An orphan (e.g. a grid taken off `User.grids`) is deleted by the flush without ever
+    being in `session.deleted`; the flush's own list of states has it.
+    """
+    found = list(session.deleted)
+    seen = {id(obj) for obj in found}
+    for state, (isdelete, listonly) in flush.states.items():
+        obj = state.obj()
+        if isdelete and not listonly and obj is not None and id(obj) not in seen:
+            found.append(obj)
+    return found
 
 
 def _dump(data: dict[str, Any]) -> str:
@@ -232,7 +257,10 @@ class ChainReport:
 def verify_chain(session: Session, key: bytes) -> ChainReport:
     """Recompute every MAC in order and name the first tampered, inserted or deleted entry."""
     expected_id, prev_mac, count = 1, GENESIS_MAC, 0
-    rows = session.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars()
+    # populate_existing: read what the database holds now, never objects this session cached.
+    rows = session.execute(
+        select(AuditEntry).order_by(AuditEntry.id).execution_options(populate_existing=True)
+    ).scalars()
     previous_ok = True
     for entry in rows:
         count += 1
@@ -250,7 +278,7 @@ def verify_chain(session: Session, key: bytes) -> ChainReport:
             return ChainReport(
                 count,
                 ChainProblem(
-                    entry.id,
+                    expected_id if kind == "deleted" else entry.id,  # the first missing entry
                     kind,
                     f"第 {expected_id} 条起的记录缺失或编号被改动（实际编号 {entry.id}）",
                 ),
@@ -272,7 +300,7 @@ def verify_chain(session: Session, key: bytes) -> ChainReport:
             )
         prev_mac = entry.mac
         expected_id += 1
-    head = session.get(AuditHead, HEAD_ID)
+    head = session.get(AuditHead, HEAD_ID, populate_existing=True)
     if head is not None and (head.last_id != expected_id - 1 or head.last_mac != prev_mac):
         return ChainReport(
             count,

@@ -12,10 +12,11 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from gridgov.db import Database
 
-
 SUBSYSTEM_COMMANDS = (
     "gridgov.geo.geocode_cli",
     "gridgov.geo.import_cli",
+    "gridgov.seed_cli",
+    "gridgov.workflow_cli",
 )
 """Modules that each export `commands`, a list of click commands."""
 
@@ -77,8 +78,12 @@ def init_app(app: Flask) -> None:
 
 def main() -> None:
     """Entry point of the `gridgov` console script."""
-    from gridgov import create_app
+    import getpass
 
+    from gridgov import create_app
+    from gridgov.audit import Actor, set_process_actor
+
+    set_process_actor(Actor(None, f"cli:{getpass.getuser()}"))
     cli = FlaskGroup(
         name="gridgov",
         create_app=lambda: create_app(),

@@ -99,6 +99,30 @@ class DuplicateRules:
 
 
 @dataclass
+class Lookups:
+    """The working calendar and time limits, loaded once for many operations in one transaction.
+
+    For bulk callers (the demo seeder): requests pass nothing and load both afresh, so an
+    administrator's change to the holiday table or the matter list is never missed.
+    """
+
+    calendar: WorkCalendar
+    limits: dict[tuple[str, str], dict[Stage, tuple[int, str]]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session) -> Lookups:
+        return cls(load_calendar(session))
+
+    def limits_for(
+        self, session: Session, matter_code: str, urgency: str
+    ) -> dict[Stage, tuple[int, str]]:
+        key = (matter_code, urgency)
+        if key not in self.limits:
+            self.limits[key] = _limits(session, matter_code, urgency)
+        return self.limits[key]
+
+
+@dataclass
 class ReportResult:
     """The stored event, whether this call created it, and candidate duplicates."""
 
@@ -124,6 +148,7 @@ def report_event(
     now: datetime | None = None,
     tolerance_m: float = 200.0,
     duplicates: DuplicateRules | None = None,
+    lookups: Lookups | None = None,
 ) -> ReportResult:
     """File a report (上报); the same client_key from the same user returns the same event."""
     now = now or utcnow()
@@ -154,8 +179,8 @@ def report_event(
         holder = (HolderLevel.COUNTY.value, placement.county_code)
     else:
         holder = (HolderLevel.TOWN.value, placement.town_code)
-    calendar = load_calendar(session)
-    limits = _limits(session, matter.code, data.urgency)
+    calendar = lookups.calendar if lookups else load_calendar(session)
+    limits = (lookups.limits_for if lookups else _limits)(session, matter.code, data.urgency)
     due = now
     for stage in (Stage.ACCEPT, Stage.DISPATCH, Stage.HANDLE, Stage.VERIFY):
         due = calendar.add(due, *limits[stage])
@@ -202,7 +227,7 @@ def report_event(
             raise
         return ReportResult(existing, False, find_duplicates(session, existing, duplicates))
     _record(session, event, user, "report", None, "", {"placement": placement.to_dict()}, now)
-    _notify_holder(session, event, "new_event", f"新事件 {event.code}：{matter.name}", now)
+    notify_holder(session, event, "new_event", f"新事件 {event.code}：{matter.name}", now)
     session.flush()
     return ReportResult(event, True, find_duplicates(session, event, duplicates))
 
@@ -237,23 +262,44 @@ def find_duplicates(
     session: Session, event: Event, rules: DuplicateRules | None = None
 ) -> list[dict[str, Any]]:
     """List open events of the same matter near `event` in space and time (并案 candidates)."""
+    return find_nearby(
+        session,
+        event.matter_code,
+        event.lng,
+        event.lat,
+        event.reported_at,
+        rules,
+        exclude_id=event.id,
+    )
+
+
+def find_nearby(
+    session: Session,
+    matter_code: str,
+    lng: float,
+    lat: float,
+    at: datetime,
+    rules: DuplicateRules | None = None,
+    *,
+    exclude_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """List open events of a matter near a WGS84 point around time `at`, nearest first."""
     rules = rules or DuplicateRules()
     dlat = rules.radius_m / 111_000
-    dlng = dlat / max(math.cos(math.radians(event.lat)), 0.01)
-    candidates = session.scalars(
-        select(Event).where(
-            Event.id != event.id,
-            Event.matter_code == event.matter_code,
-            Event.state.notin_([s.value for s in EventState if not s.is_open]),
-            Event.lng.between(event.lng - dlng, event.lng + dlng),
-            Event.lat.between(event.lat - dlat, event.lat + dlat),
-            Event.reported_at >= event.reported_at - rules.window,
-            Event.reported_at <= event.reported_at + rules.window,
-        )
+    dlng = dlat / max(math.cos(math.radians(lat)), 0.01)
+    query = select(Event).where(
+        Event.matter_code == matter_code,
+        Event.state.notin_([s.value for s in EventState if not s.is_open]),
+        Event.lng.between(lng - dlng, lng + dlng),
+        Event.lat.between(lat - dlat, lat + dlat),
+        Event.reported_at >= at - rules.window,
+        Event.reported_at <= at + rules.window,
     )
+    if exclude_id is not None:
+        query = query.where(Event.id != exclude_id)
     found = []
-    for other in candidates:
-        d = distance_m(event.lng, event.lat, other.lng, other.lat)
+    for other in session.scalars(query):
+        d = distance_m(lng, lat, other.lng, other.lat)
         if d <= rules.radius_m:
             found.append(
                 {
@@ -378,6 +424,7 @@ def perform(
     expected_version: int | None = None,
     now: datetime | None = None,
     tolerance_m: float = 200.0,
+    lookups: Lookups | None = None,
 ) -> Event:
     """Take transition `action` on an event as `user`: guard, mutate, record, notify, flush."""
     inputs = dict(inputs or {})
@@ -415,10 +462,15 @@ def perform(
         raise Unprocessable(f"“{t.label}”须填写说明或理由", code="missing_input", field="comment")
     if len(comment) > 2000:
         raise Unprocessable("说明过长（最多 2000 字）", code="too_long", field="comment")
+    for name, keys in _INPUT_KEYS.items():
+        if name in t.requires and any(inputs.get(k) in (None, "", []) for k in keys):
+            raise Unprocessable(
+                f"“{t.label}”须提供：{_INPUT_LABELS[name]}", code="missing_input", field=keys[0]
+            )
     photos = _photos(session, user, event, inputs.get("attachment_ids"))
     before_state, before_holder = event.state, holder_label(event)
     data = _EFFECTS[action](
-        _Ctx(session, user, event, t, inputs, comment, photos, now, tolerance_m)
+        _Ctx(session, user, event, t, inputs, comment, photos, now, tolerance_m, lookups)
     )
     if t.target is not None:
         event.state = t.target.value
@@ -439,6 +491,22 @@ def perform(
     return event
 
 
+_INPUT_KEYS = {
+    "lead_department_id": ("lead_department_id",),
+    "days": ("days",),
+    "satisfaction": ("satisfaction",),
+    "target_event_id": ("target_event_id",),
+    "lng_lat": ("lng", "lat"),
+}
+_INPUT_LABELS = {
+    "lead_department_id": "主办部门",
+    "days": "延期天数",
+    "satisfaction": "满意度",
+    "target_event_id": "并入的事件",
+    "lng_lat": "新的经纬度",
+}
+
+
 @dataclass
 class _Ctx:
     session: Session
@@ -450,15 +518,21 @@ class _Ctx:
     photos: list[Attachment]
     now: datetime
     tolerance_m: float
+    lookups: Lookups | None = None
 
     @property
     def calendar(self) -> WorkCalendar:
+        if self.lookups is not None:
+            return self.lookups.calendar
         if not hasattr(self, "_calendar"):
             self._calendar = load_calendar(self.session)
         return self._calendar
 
     def limit(self, stage: Stage) -> tuple[int, str]:
-        return _limits(self.session, self.event.matter_code, self.event.urgency)[stage]
+        e = self.event
+        if self.lookups is not None:
+            return self.lookups.limits_for(self.session, e.matter_code, e.urgency)[stage]
+        return _limits(self.session, e.matter_code, e.urgency)[stage]
 
     def start_stage(self, stage: Stage | None) -> None:
         e = self.event
@@ -539,7 +613,7 @@ def _merge(ctx: _Ctx) -> dict[str, Any]:
 def _escalate(ctx: _Ctx) -> dict[str, Any]:
     _set_holder(ctx.event, HolderLevel.COUNTY.value, ctx.event.county_code)
     ctx.start_stage(Stage.ACCEPT)
-    _notify_holder(ctx.session, ctx.event, "escalated", f"镇街上报事件 {ctx.event.code}", ctx.now)
+    notify_holder(ctx.session, ctx.event, "escalated", f"镇街上报事件 {ctx.event.code}", ctx.now)
     return {}
 
 
@@ -554,7 +628,7 @@ def _self_handle(ctx: _Ctx) -> dict[str, Any]:
     e.handled_at = ctx.now
     _set_holder(e, HolderLevel.TOWN.value, e.town_code)
     ctx.start_stage(Stage.VERIFY)
-    _notify_holder(ctx.session, e, "verify", f"网格员自办事件 {e.code} 待核查", ctx.now)
+    notify_holder(ctx.session, e, "verify", f"网格员自办事件 {e.code} 待核查", ctx.now)
     return {}
 
 
@@ -595,7 +669,7 @@ def _dispatch(ctx: _Ctx) -> dict[str, Any]:
     e.dispatched_at = ctx.now
     _set_holder(e, HolderLevel.DEPARTMENT.value, lead.id)
     ctx.start_stage(Stage.HANDLE)
-    _notify_holder(ctx.session, e, "dispatched", f"新派遣事件 {e.code}，请签收", ctx.now)
+    notify_holder(ctx.session, e, "dispatched", f"新派遣事件 {e.code}，请签收", ctx.now)
     for d in assisting:
         _notify_users(
             ctx.session,
@@ -626,7 +700,7 @@ def _return(ctx: _Ctx) -> dict[str, Any]:
     assert e.dispatcher_level and e.dispatcher_region_code
     _set_holder(e, e.dispatcher_level, e.dispatcher_region_code)
     ctx.start_stage(Stage.DISPATCH)
-    _notify_holder(ctx.session, e, "returned", f"事件 {e.code} 被退回：{ctx.comment}", ctx.now)
+    notify_holder(ctx.session, e, "returned", f"事件 {e.code} 被退回：{ctx.comment}", ctx.now)
     return {}
 
 
@@ -661,7 +735,7 @@ def _approve_extension(ctx: _Ctx) -> dict[str, Any]:
     e.extension_count += 1
     if e.overdue and e.due_at > ctx.now and not e.closed_at:
         e.overdue = False
-    _notify_holder(ctx.session, e, "extension_approved", f"事件 {e.code} 延期申请已批准", ctx.now)
+    notify_holder(ctx.session, e, "extension_approved", f"事件 {e.code} 延期申请已批准", ctx.now)
     return {"days": days, "due_before": old_due.isoformat(), "due_after": e.due_at.isoformat()}
 
 
@@ -669,7 +743,7 @@ def _refuse_extension(ctx: _Ctx) -> dict[str, Any]:
     e = ctx.event
     days = e.extension_pending_days
     e.extension_pending_days = None
-    _notify_holder(
+    notify_holder(
         ctx.session, e, "extension_refused", f"事件 {e.code} 延期申请被驳回：{ctx.comment}", ctx.now
     )
     return {"days": days}
@@ -697,7 +771,7 @@ def _resume(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _assist_note(ctx: _Ctx) -> dict[str, Any]:
-    _notify_holder(
+    notify_holder(
         ctx.session, ctx.event, "assist_note", f"事件 {ctx.event.code} 收到协办反馈", ctx.now
     )
     return {}
@@ -722,7 +796,7 @@ def _handle(ctx: _Ctx) -> dict[str, Any]:
         assert e.dispatcher_level and e.dispatcher_region_code
         _set_holder(e, e.dispatcher_level, e.dispatcher_region_code)
     ctx.start_stage(Stage.VERIFY)
-    _notify_holder(ctx.session, e, "verify", f"事件 {e.code} 已处置，请核查", ctx.now)
+    notify_holder(ctx.session, e, "verify", f"事件 {e.code} 已处置，请核查", ctx.now)
     return {}
 
 
@@ -737,7 +811,7 @@ def _verify_pass(ctx: _Ctx) -> dict[str, Any]:
     e.verified_at = ctx.now
     _set_holder(e, *_closing_centre(e))
     ctx.start_stage(None)
-    _notify_holder(ctx.session, e, "close", f"事件 {e.code} 核查通过，待结案", ctx.now)
+    notify_holder(ctx.session, e, "close", f"事件 {e.code} 核查通过，待结案", ctx.now)
     return {}
 
 
@@ -748,7 +822,7 @@ def _verify_fail(ctx: _Ctx) -> dict[str, Any]:
         e.state = EventState.HANDLING.value
         _set_holder(e, HolderLevel.DEPARTMENT.value, e.lead_department_id)
         ctx.start_stage(Stage.HANDLE)
-        _notify_holder(
+        notify_holder(
             ctx.session, e, "rework", f"事件 {e.code} 核查未通过，请返工：{ctx.comment}", ctx.now
         )
         return {"to": "rework"}
@@ -783,7 +857,7 @@ def _note(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _supervise(ctx: _Ctx) -> dict[str, Any]:
-    _notify_holder(
+    notify_holder(
         ctx.session, ctx.event, "supervise", f"督办：事件 {ctx.event.code}，{ctx.comment}", ctx.now
     )
     return {}
@@ -793,7 +867,7 @@ def _instruct(ctx: _Ctx) -> dict[str, Any]:
     e = ctx.event
     text = f"领导批示（{ctx.user.display_name}）：事件 {e.code}，{ctx.comment}"
     if e.holder_level != HolderLevel.NONE:
-        _notify_holder(ctx.session, e, "instruction", text, ctx.now)
+        notify_holder(ctx.session, e, "instruction", text, ctx.now)
     if e.dispatcher_level and (e.dispatcher_level, e.dispatcher_region_code) != (
         e.holder_level,
         e.holder_region_code,
@@ -937,7 +1011,7 @@ def _notify_centre(
     _notify_users(session, _centre_users(session, level, region), event, kind, text, now)
 
 
-def _notify_holder(session: Session, event: Event, kind: str, text: str, now: datetime) -> None:
+def notify_holder(session: Session, event: Event, kind: str, text: str, now: datetime) -> None:
     """Send a notice to everyone who holds the event now."""
     level = event.holder_level
     if level in (HolderLevel.TOWN, HolderLevel.COUNTY):
