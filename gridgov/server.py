@@ -19,8 +19,13 @@ class _GunicornApp(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from gridgov import create_app
+        from gridgov.sla import start_background_sweeper
 
-        return create_app()
+        app = create_app()
+        # After the fork (preload_app=False): each worker sweeps with its own engine;
+        # concurrent sweeps are safe (optimistic locking) and start at random offsets.
+        start_background_sweeper(app)
+        return app
 
 
 def run_gunicorn(
