@@ -185,7 +185,7 @@ def report_event(
     for stage in (Stage.ACCEPT, Stage.DISPATCH, Stage.HANDLE, Stage.VERIFY):
         due = calendar.add(due, *limits[stage])
     event = Event(
-        code=_next_code(session, placement.county_code, now),
+        code="",
         source=str(source),
         matter_code=matter.code,
         urgency=data.urgency,
@@ -218,6 +218,9 @@ def report_event(
     )
     try:
         with session.begin_nested():
+            # Numbered inside the savepoint: a request that loses the client-key race
+            # rolls its counter increment back, so daily codes have no gaps.
+            event.code = _next_code(session, placement.county_code, now)
             session.add(event)
             session.flush()
     except IntegrityError:

@@ -153,6 +153,14 @@ def test_the_same_report_sent_twenty_times_at_once_is_filed_once(live: Live) -> 
             .where(EventAction.event_id == rows[0].id, EventAction.action == "report")
         )
         assert reports == 1
+        first = rows[0].code
+    # The 19 losers rolled their code-counter increments back: the next code follows on.
+    body["client_key"] = uuid.uuid4().hex
+    status, answer = send(0)
+    with live.db.session() as s:
+        following = s.get(Event, answer["id"])
+        assert status == 201 and following is not None
+        assert int(following.code[-4:]) == int(first[-4:]) + 1, (first, following.code)
     live.verify_chain()
 
 
