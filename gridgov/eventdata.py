@@ -184,7 +184,7 @@ def lights(event: Event, calendar: WorkCalendar, now: datetime) -> dict[str, Any
     stage_light = None
     if event.stage_due_at and event.stage_started_at and EventState(event.state).is_open:
         stage_light = calendar.traffic_light(
-            event.stage_started_at, event.stage_due_at, now, "working_hours"
+            event.stage_started_at, event.stage_due_at, now, event.stage_unit or "working_hours"
         )
     if event.state == EventState.SHELVED:
         overall = "paused"

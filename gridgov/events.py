@@ -214,6 +214,7 @@ def report_event(
         stage=Stage.ACCEPT.value,
         stage_started_at=now,
         stage_due_at=calendar.add(now, *limits[Stage.ACCEPT]),
+        stage_unit=limits[Stage.ACCEPT][1],
         due_at=due,
     )
     try:
@@ -539,9 +540,11 @@ class _Ctx:
 
     def start_stage(self, stage: Stage | None) -> None:
         e = self.event
+        limit = self.limit(stage) if stage else None
         e.stage = stage.value if stage else None
         e.stage_started_at = self.now if stage else None
-        e.stage_due_at = self.calendar.add(self.now, *self.limit(stage)) if stage else None
+        e.stage_due_at = self.calendar.add(self.now, *limit) if limit else None
+        e.stage_unit = limit[1] if limit else None
 
     def end(self) -> None:
         self.event.ended_at = self.now

@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gridgov.calendar_store import load_calendar
 from gridgov.db import Database, utcnow
-from gridgov.events import _limits, holder_label, notify_holder
+from gridgov.events import holder_label, notify_holder
 from gridgov.models import TERMINAL_STATES, Event, EventAction, EventState, Stage
 from gridgov.workflow.worktime import SHANGHAI, WorkCalendar
 
@@ -37,20 +37,6 @@ SYSTEM_ROLE = "system"
 
 _SWEPT_OUT = [s.value for s in (*TERMINAL_STATES, EventState.SHELVED)]
 """States the sweep ignores: ended events, and shelved ones (their clock is paused)."""
-
-
-@dataclass
-class _Limits:
-    """The limit unit of each stage, per (matter, urgency), looked up once per sweep."""
-
-    session: Session
-    cache: dict[tuple[str, str], dict[Stage, tuple[int, str]]] = field(default_factory=dict)
-
-    def unit(self, event: Event, stage: Stage) -> str:
-        key = (event.matter_code, event.urgency)
-        if key not in self.cache:
-            self.cache[key] = _limits(self.session, *key)
-        return self.cache[key][stage][1]
 
 
 def sla_sweep(session: Session, now: datetime | None = None) -> dict[str, int]:
@@ -90,9 +76,8 @@ def sla_sweep(session: Session, now: datetime | None = None) -> dict[str, int]:
     if not candidates:
         return counts
     calendar = load_calendar(session)
-    limits = _Limits(session)
     for event in candidates:
-        due = _due(event, now, calendar, limits)
+        due = _due(event, now, calendar)
         if not due:
             continue
         try:
@@ -107,7 +92,7 @@ def sla_sweep(session: Session, now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
-def _due(event: Event, now: datetime, calendar: WorkCalendar, limits: _Limits) -> list[str]:
+def _due(event: Event, now: datetime, calendar: WorkCalendar) -> list[str]:
     """Return what the sweep owes this event now: overdue_marked, supervised, warned."""
     due: list[str] = []
     if event.due_at < now and not event.overdue:
@@ -119,7 +104,7 @@ def _due(event: Event, now: datetime, calendar: WorkCalendar, limits: _Limits) -
         if event.overdue_notice_for != deadline:
             due.append("supervised")
     elif event.warning_notice_for != deadline and started is not None:
-        unit = limits.unit(event, Stage(event.stage))
+        unit = event.stage_unit or "working_hours"
         if calendar.traffic_light(started, deadline, now, unit) == "yellow":
             due.append("warned")
     return due

@@ -61,3 +61,33 @@ def test_upgrade_twice_and_round_trip_keep_data(fresh_database_url, backend_name
     migrate.upgrade(db.engine)
     assert migrate.current_revision(db.engine) == migrate.head_revision(db.engine)
     db.dispose()
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_upgrade_keeps_events_and_backfills_stage_unit(
+    fresh_database_url, backend_name: str
+) -> None:
+    from gridgov.bootstrap import init_database
+    from gridgov.demo import create_demo_users
+    from gridgov.events import ReportInput, report_event
+    from gridgov.models import Event, Grid, GridSet
+
+    db = Database(fresh_database_url(backend_name), audit_key=b"k")
+    init_database(db, ("441523",))
+    with db.session() as s:
+        wgy = create_demo_users(s)["wgy"]
+        grid = s.scalar(
+            select(Grid)
+            .join(GridSet)
+            .where(GridSet.active.is_(True), Grid.code == wgy.grid_codes[0])
+        )
+        point = grid.geom.representative_point()
+        data = ReportInput("0404", "urgent", "火灾险情", point.x, point.y, "k-migrate")
+        event_id = report_event(s, wgy, data).event.id
+    migrate.downgrade(db.engine, "0002")
+    migrate.upgrade(db.engine)
+    with db.session() as s:
+        event = s.get(Event, event_id)
+        assert event is not None and event.description == "火灾险情"
+        assert event.stage == "accept" and event.stage_unit == "hours"  # urgent: natural hours
+    db.dispose()

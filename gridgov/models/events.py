@@ -189,6 +189,8 @@ class Event(Base):
     stage: Mapped[str | None] = mapped_column(String(12))
     stage_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stage_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stage_unit: Mapped[str | None] = mapped_column(String(16))
+    """How the current stage's limit is counted (hours / working_hours / working_days)."""
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     """Overall deadline (办结时限); moves only by approved extension or a shelving pause."""
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
