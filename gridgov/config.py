@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 """The project checkout: templates/, static/ and geodata/ live here."""
 
 BASEMAPS = ("none", "tianditu", "xyz", "osm")
+BASEMAP_CRSES = ("wgs84", "gcj02")
+"""What the basemap tiles are drawn in: GCJ-02 for Amap-style intranet tiles (xyz)."""
 
 
 class ConfigError(ValueError):
@@ -31,8 +33,13 @@ class Settings:
     snap_tolerance_m: float = 200.0
     basemap: str = "none"
     basemap_url: str = ""
+    basemap_crs: str = "wgs84"
     tianditu_key: str = ""
     default_county: str = "441523"
+    duplicate_radius_m: float = 300.0
+    """An open event of the same matter this near counts as a possible duplicate (并案)."""
+    duplicate_window_hours: float = 168.0
+    """… if reported within this many hours of the new one."""
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path)
@@ -47,8 +54,12 @@ class Settings:
             raise ConfigError("GRIDGOV_BASEMAP=tianditu needs GRIDGOV_TIANDITU_KEY")
         if self.basemap == "xyz" and not self.basemap_url:
             raise ConfigError("GRIDGOV_BASEMAP=xyz needs GRIDGOV_BASEMAP_URL")
+        if self.basemap_crs not in BASEMAP_CRSES:
+            raise ConfigError(f"GRIDGOV_BASEMAP_CRS must be one of {', '.join(BASEMAP_CRSES)}")
         if self.snap_tolerance_m < 0:
             raise ConfigError("GRIDGOV_SNAP_TOLERANCE_M must be >= 0")
+        if self.duplicate_radius_m < 0 or self.duplicate_window_hours < 0:
+            raise ConfigError("GRIDGOV_DUPLICATE_RADIUS_M/_WINDOW_HOURS must be >= 0")
         if self.max_upload_mb <= 0:
             raise ConfigError("GRIDGOV_MAX_UPLOAD_MB must be > 0")
 
@@ -61,13 +72,9 @@ class Settings:
             raw = env.get(f"GRIDGOV_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
+            kind = type(f.default) if f.default is not MISSING else str
             try:
-                if f.name in ("max_upload_mb",):
-                    values[f.name] = int(raw)
-                elif f.name in ("snap_tolerance_m",):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
+                values[f.name] = kind(raw) if kind in (int, float) else raw
             except ValueError as exc:
                 raise ConfigError(f"GRIDGOV_{f.name.upper()}: {exc}") from exc
         values.update(overrides)

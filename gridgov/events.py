@@ -97,6 +97,11 @@ class DuplicateRules:
     radius_m: float = 300.0
     window: timedelta = timedelta(days=7)
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> DuplicateRules:
+        """Build the rules from gridgov.config.Settings."""
+        return cls(settings.duplicate_radius_m, timedelta(hours=settings.duplicate_window_hours))
+
 
 @dataclass
 class Lookups:

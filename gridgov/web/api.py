@@ -100,7 +100,13 @@ def create_event() -> Any:
         reporter_phone=str(body.get("reporter_phone") or ""),
     )
     session = get_session()
-    result = events.report_event(session, user, data, tolerance_m=settings.snap_tolerance_m)
+    result = events.report_event(
+        session,
+        user,
+        data,
+        tolerance_m=settings.snap_tolerance_m,
+        duplicates=events.DuplicateRules.from_settings(settings),
+    )
     e = result.event
     body_out = {
         "id": e.id,
