@@ -88,57 +88,15 @@ class TemporaryPostgres:
             "-w",
             "start",
         )
-        self._run(
-            str(self.bin / "createdb"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            self.dbname,
-        )
-        self._run(
-            str(self.bin / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            self.dbname,
-            "-q",
-            "-c",
-            "CREATE EXTENSION postgis",
-        )
+        self.create_database(self.dbname)
         return self
 
     def create_database(self, name: str) -> str:
-        """Create another database on this cluster (with PostGIS) and return its URL."""
+        """Create a database on this cluster (with PostGIS) and return its URL."""
+        client = ("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres")
+        self._run(str(self.bin / "createdb"), *client, name)
         self._run(
-            str(self.bin / "createdb"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            name,
-        )
-        self._run(
-            str(self.bin / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            name,
-            "-q",
-            "-c",
-            "CREATE EXTENSION postgis",
+            str(self.bin / "psql"), *client, "-d", name, "-q", "-c", "CREATE EXTENSION postgis"
         )
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
