@@ -127,3 +127,13 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth_pages.bp)
     app.register_blueprint(forms.bp)
     app.context_processor(pages.layout_context)
+
+    from gridgov.web import desk
+
+    app.register_blueprint(desk.bp)
+    app.register_blueprint(desk.inbox_bp)
+    app.register_blueprint(desk.event_bp)
+
+    from gridgov.web import admin
+
+    app.register_blueprint(admin.bp)
