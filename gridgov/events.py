@@ -410,6 +410,7 @@ def allowed_actions(session: Session, user: User, event: Event) -> list[Transiti
         and event.state in t.sources
         and _relation_holds(session, t.relation, user, event)
         and _precondition_error(t, event) is None
+        and (t.name != "self_handle" or event.matter.self_handle_allowed)
     ]
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridgov.db import Base, UTCDateTime
+from gridgov.models.matters import Matter
 
 
 class EventState(StrEnum):
@@ -146,6 +147,7 @@ class Event(Base):
         ),
         Index("ix_events_lng_lat", "lng", "lat"),
         Index("ix_events_state_due", "state", "due_at"),
+        Index("ix_events_state_stage_due", "state", "stage_due_at"),
         Index("ix_events_reported_at", "reported_at"),
     )
 
@@ -216,6 +218,7 @@ class Event(Base):
 
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
+    matter: Mapped[Matter] = relationship()
     actions: Mapped[list[EventAction]] = relationship(
         back_populates="event", order_by="EventAction.id", cascade="all, delete-orphan"
     )

@@ -42,3 +42,11 @@ MENU: dict[Role, list[MenuItem]] = {
 def menu_for(role: str) -> list[MenuItem]:
     """Return the menu items of a role."""
     return MENU.get(Role(role), [])
+
+
+def active_item(menu: list[MenuItem], path: str) -> str | None:
+    """Return the path of the menu item `path` belongs to: exact, else the longest folder."""
+    if any(item_path == path for _, item_path in menu):
+        return path
+    folders = [p for _, p in menu if p.endswith("/") and path.startswith(p)]
+    return max(folders, key=len, default=None)

@@ -17,7 +17,7 @@ from gridgov.events import unread_notices
 from gridgov.models import Notice, Region, Role, User
 from gridgov.web import current_user, get_session
 from gridgov.web.auth_pages import home_for, page_user, safe_next
-from gridgov.web.menu import menu_for
+from gridgov.web.menu import active_item, menu_for
 
 bp = Blueprint("pages", __name__)
 
@@ -87,11 +87,16 @@ def describe_user(session: Session, user: User) -> dict[str, Any]:
 def layout_context() -> dict[str, Any]:
     """Template globals for base.html: `me` (the signed-in user's header data) or None."""
     if request.path.startswith("/api/"):
-        return {"me": None, "menu": []}
+        return {"me": None, "menu": [], "menu_active": None}
     user = current_user()
     if user is None:
-        return {"me": None, "menu": []}
-    return {"me": describe_user(get_session(), user), "menu": menu_for(user.role)}
+        return {"me": None, "menu": [], "menu_active": None}
+    menu = menu_for(user.role)
+    return {
+        "me": describe_user(get_session(), user),
+        "menu": menu,
+        "menu_active": active_item(menu, request.path),
+    }
 
 
 @bp.get("/")

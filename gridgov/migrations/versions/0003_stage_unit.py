@@ -1,4 +1,4 @@
-"""stage unit
+"""stage unit of the current stage; index on stage deadlines (desk, sweep)
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stage_unit', sa.String(length=16), nullable=True))
+        batch_op.create_index('ix_events_state_stage_due', ['state', 'stage_due_at'], unique=False)
     # Existing events: the unit of their current stage, from the matter list.
     op.execute(
         "UPDATE events SET stage_unit = (SELECT l.unit FROM matter_time_limits l"
@@ -29,5 +30,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.drop_index('ix_events_state_stage_due')
         batch_op.drop_column('stage_unit')
 
