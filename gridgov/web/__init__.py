@@ -134,6 +134,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(desk.inbox_bp)
     app.register_blueprint(desk.event_bp)
 
+    from gridgov.web import worker
+
+    app.register_blueprint(worker.bp)
+
     from gridgov.web import admin
 
     app.register_blueprint(admin.bp)
