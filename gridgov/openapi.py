@@ -64,6 +64,71 @@ def _action_inputs() -> dict[str, Any]:
     }
 
 
+def _map_paths() -> dict[str, Any]:
+    """Return the 民情地图 GeoJSON endpoints (gridgov.mapdata; routes in web.maps_pages)."""
+    period = [
+        _param("from", "query", {"type": "string", "format": "date"}, "开始日期（含），缺省近30天"),
+        _param("to", "query", {"type": "string", "format": "date"}, "截止日期（含），缺省今天"),
+        _param("region", "query", {"type": "string"}, "区划代码（须在本辖区内）"),
+        _param("matter", "query", {"type": "string"}, "事项代码前缀（大类或小类）"),
+        _param("source", "query", {"type": "string"}, "来源，逗号分隔；着色仅在单选时按来源统计"),
+        _param("crs", "query", {"enum": ["wgs84", "gcj02"]}, "bbox 与返回坐标所用坐标系"),
+    ]
+    view = [
+        _param("bbox", "query", {"type": "string"}, "最小经度,最小纬度,最大经度,最大纬度"),
+        _param("zoom", "query", {"type": "integer", "minimum": 0, "maximum": 22}),
+    ]
+    layers = [
+        _param("state", "query", {"type": "string"}, "状态，逗号分隔"),
+        _param("category", "query", {"type": "string"}, "事项大类（两位），逗号分隔"),
+        _param("department", "query", {"type": "string"}, "主办部门编号，逗号分隔；none=未分拨"),
+        _param("overdue", "query", {"type": "boolean"}, "只看超期在办"),
+    ]
+    geojson = {"type": "object", "properties": {"type": {"const": "FeatureCollection"}}}
+    return {
+        "/map/areas": {
+            "get": {
+                "summary": "民情地图：区域着色（GeoJSON，按视野与缩放级别）",
+                "description": "缩放 ≤11 为镇（街道），12–13 为村（社区），≥14 为网格"
+                "（level 可指定）；每个区域的指标即 /stats?group_by=<level> 的分组结果；"
+                "几何按缩放级别简化。",
+                "parameters": [
+                    *view,
+                    _param("level", "query", {"enum": ["town", "village", "grid"]}),
+                    _param(
+                        "metric",
+                        "query",
+                        {"enum": ["received", "open", "overdue", "closure_rate", "overdue_rate"]},
+                        "着色指标",
+                    ),
+                    *period,
+                ],
+                "responses": {"200": _ok(geojson)} | _error_responses(401, 403, 422),
+            }
+        },
+        "/map/events": {
+            "get": {
+                "summary": "民情地图：事件（低缩放级别为服务端聚合，放大后为点，最多2000个）",
+                "parameters": [*view, *period, *layers],
+                "responses": {"200": _ok(geojson)} | _error_responses(401, 403, 422),
+            }
+        },
+        "/map/feed": {
+            "get": {
+                "summary": "民情地图实时模式：自 since 以来新上报及新超期的事件",
+                "parameters": [
+                    _param(
+                        "since", "query", {"type": "string"}, "ISO 时间或事件编号，缺省近24小时"
+                    ),
+                    *period[2:],
+                    *layers,
+                ],
+                "responses": {"200": _ok({"type": "object"})} | _error_responses(401, 403, 422),
+            }
+        },
+    }
+
+
 def build_spec() -> dict[str, Any]:
     """Return the OpenAPI document."""
     actions = "\n".join(
@@ -405,6 +470,7 @@ def build_spec() -> dict[str, Any]:
                     | _error_responses(401, 403, 422),
                 }
             },
+            **_map_paths(),
             "/health": {
                 "get": {
                     "summary": "健康检查",

@@ -128,6 +128,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(forms.bp)
     app.context_processor(pages.layout_context)
 
+    from gridgov.web import maps_pages
+
+    app.register_blueprint(maps_pages.mappage)
+    app.register_blueprint(maps_pages.dashboard)
+
     from gridgov.web import desk
 
     app.register_blueprint(desk.bp)
