@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session
 
 from gridgov.access import visible
 from gridgov.errors import Unprocessable
-from gridgov.events import allowed_actions
+from gridgov.events import allowed_actions, holder_label
 from gridgov.models import (
     STATE_LABELS,
     Department,
     Event,
     EventState,
+    HolderLevel,
     Matter,
     Region,
     Source,
@@ -137,7 +138,7 @@ def list_events(
         .limit(flt.per_page)
         .offset((flt.page - 1) * flt.per_page)
     )
-    names = _names(session)
+    names = Names.load(session)
     return {
         "items": [summary(e, calendar, now, names) for e in rows],
         "total": total,
@@ -147,36 +148,48 @@ def list_events(
 
 
 @dataclass
-class _Names:
-    matters: dict[str, str]
-    regions: dict[str, str]
-    departments: dict[int, str]
+class Names:
+    """Matter, region, department and user names, loaded once per page or list."""
 
+    matters: dict[str, str] = field(default_factory=dict)
+    regions: dict[str, str] = field(default_factory=dict)
+    departments: dict[int, str] = field(default_factory=dict)
+    users: dict[int, str] = field(default_factory=dict)
 
-def _names(session: Session) -> _Names:
-    return _Names(
-        dict(session.execute(select(Matter.code, Matter.name)).all()),
-        dict(session.execute(select(Region.code, Region.name)).all()),
-        dict(session.execute(select(Department.id, Department.name)).all()),
-    )
+    @classmethod
+    def load(cls, session: Session) -> Names:
+        """Load every matter, region and department name (users on demand)."""
+        return cls(
+            dict(session.execute(select(Matter.code, Matter.name)).all()),
+            dict(session.execute(select(Region.code, Region.name)).all()),
+            dict(session.execute(select(Department.id, Department.name)).all()),
+        )
+
+    def holder(self, label: str, session: Session | None = None) -> str:
+        """Return a holder ('level:ref', see events.holder_label) in words."""
+        level, _, ref = label.partition(":")
+        if level == HolderLevel.TOWN:
+            return f"{self.regions.get(ref, ref)}综治中心"
+        if level == HolderLevel.COUNTY:
+            return f"{self.regions.get(ref, ref)}联勤指挥中心"
+        if level == HolderLevel.DEPARTMENT and ref.isdigit():
+            return self.departments.get(int(ref), "部门")
+        if level == HolderLevel.GRID_WORKER and ref.isdigit():
+            user_id = int(ref)
+            if user_id not in self.users and session is not None:
+                user = session.get(User, user_id)
+                self.users[user_id] = user.display_name if user else "网格员"
+            return self.users.get(user_id, "网格员（核查）")
+        return "—"
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(SHANGHAI).isoformat() if value else None
 
 
-def holder_name(event: Event, names: _Names) -> str:
+def holder_name(event: Event, names: Names) -> str:
     """Return who holds the event, in words."""
-    level = event.holder_level
-    if level == "town":
-        return f"{names.regions.get(event.holder_region_code or '', '')}综治中心"
-    if level == "county":
-        return f"{names.regions.get(event.holder_region_code or '', '')}联勤指挥中心"
-    if level == "department":
-        return names.departments.get(event.holder_department_id or 0, "")
-    if level == "grid_worker":
-        return "网格员（核查）"
-    return "—"
+    return names.holder(holder_label(event))
 
 
 def lights(event: Event, calendar: WorkCalendar, now: datetime) -> dict[str, Any]:
@@ -202,10 +215,10 @@ def lights(event: Event, calendar: WorkCalendar, now: datetime) -> dict[str, Any
 
 
 def summary(
-    event: Event, calendar: WorkCalendar, now: datetime, names: _Names | None = None
+    event: Event, calendar: WorkCalendar, now: datetime, names: Names | None = None
 ) -> dict[str, Any]:
     """Return the list representation of an event."""
-    names = names or _Names({}, {}, {})
+    names = names or Names()
     return {
         "id": event.id,
         "code": event.code,
@@ -246,7 +259,7 @@ def detail(
     session: Session, user: User, event: Event, calendar: WorkCalendar, now: datetime
 ) -> dict[str, Any]:
     """Return an event with its full history, photos and the actions open to `user`."""
-    names = _names(session)
+    names = Names.load(session)
     body = summary(event, calendar, now, names)
     body["grid_name"] = _grid_name(session, event)
     body["reporter_name"] = event.reporter_name

@@ -370,44 +370,6 @@ def visible_events(user: User, flt: eventdata.EventFilter) -> Select[Any]:
 # Rows: what a list shows about one event
 
 
-@dataclass
-class Names:
-    """Matter, region and department names, loaded once per page."""
-
-    matters: dict[str, str]
-    regions: dict[str, str]
-    departments: dict[int, str]
-    users: dict[int, str] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, session: Session) -> Names:
-        return cls(
-            dict(session.execute(select(Matter.code, Matter.name)).all()),
-            dict(session.execute(select(Region.code, Region.name)).all()),
-            dict(session.execute(select(Department.id, Department.name)).all()),
-        )
-
-    def eventdata(self) -> Any:
-        return eventdata._Names(self.matters, self.regions, self.departments)
-
-    def holder(self, label: str, session: Session) -> str:
-        """Return a recorded holder ('level:ref', see events.holder_label) in words."""
-        level, _, ref = label.partition(":")
-        if level == HolderLevel.TOWN:
-            return f"{self.regions.get(ref, ref)}综治中心"
-        if level == HolderLevel.COUNTY:
-            return f"{self.regions.get(ref, ref)}联勤指挥中心"
-        if level == HolderLevel.DEPARTMENT and ref.isdigit():
-            return self.departments.get(int(ref), "部门")
-        if level == HolderLevel.GRID_WORKER and ref.isdigit():
-            user_id = int(ref)
-            if user_id not in self.users:
-                user = session.get(User, user_id)
-                self.users[user_id] = user.display_name if user else "网格员"
-            return self.users[user_id]
-        return "—"
-
-
 def _number(value: float) -> str:
     text = f"{value:.1f}"
     return text[:-2] if text.endswith(".0") else text
@@ -477,10 +439,10 @@ def _clock(event: Event, calendar: WorkCalendar, now: datetime, lights: dict[str
 def _rows(
     session: Session, items: Iterable[Event], calendar: WorkCalendar, now: datetime
 ) -> list[dict[str, Any]]:
-    names = Names.load(session)
+    names = eventdata.Names.load(session)
     out = []
     for event in items:
-        row = eventdata.summary(event, calendar, now, names.eventdata())
+        row = eventdata.summary(event, calendar, now, names)
         row["clock"] = _clock(event, calendar, now, row)
         row["urgency_label"] = Urgency(event.urgency).label
         row["source_label"] = Source(event.source).label
@@ -1146,7 +1108,7 @@ def _render_event(
     event = events.get_event(session, user, event_id)
     now = utcnow()
     calendar = load_calendar(session)
-    names = Names.load(session)
+    names = eventdata.Names.load(session)
     body = eventdata.detail(session, user, event, calendar, now)
     allowed = [TRANSITIONS[a["name"]] for a in body["allowed_actions"]]
     forms = action_forms(allowed)
@@ -1176,7 +1138,7 @@ def _render_event(
         )
     before = [p for p in body["photos"] if p["kind"] in ("before", "evidence")]
     after = [p for p in body["photos"] if p["kind"] == "after"]
-    names_ed = names.eventdata()
+    names_ed = names
     is_centre = centre_of(user) is not None
     duplicates = _visible_duplicates(session, user, event)
     needs_dispatch = any(f.name == "dispatch" for f in forms)
@@ -1251,7 +1213,7 @@ def _back_link(user: User) -> tuple[str, str]:
     return home_for(user), "返回首页"
 
 
-def _history_details(item: dict[str, Any], names: Names) -> list[str]:
+def _history_details(item: dict[str, Any], names: eventdata.Names) -> list[str]:
     data = item.get("data") or {}
     out = []
     if data.get("lead_department"):

@@ -486,7 +486,7 @@ def reports() -> Any:
         .limit(REPORTS_PER_PAGE)
         .offset((page - 1) * REPORTS_PER_PAGE)
     ).all()
-    calendar, now, names = load_calendar(session), utcnow(), eventdata._names(session)
+    calendar, now, names = load_calendar(session), utcnow(), eventdata.Names.load(session)
     items = [eventdata.summary(e, calendar, now, names) for e in rows]
     pages = max((total + REPORTS_PER_PAGE - 1) // REPORTS_PER_PAGE, 1)
     return render_template(
