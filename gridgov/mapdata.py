@@ -639,12 +639,12 @@ def _event_where(user: User, q: MapQuery, *, use_period: bool = True) -> list[Co
 
 def overdue_open(as_of: datetime, dialect: str) -> ColumnElement[bool]:
     """Return the SQL condition "open and past its deadline" exactly as stats counts it."""
-    return stats._overdue_open(stats.Context(as_of=as_of, dialect=dialect))
+    return stats.overdue_open(stats.Context(as_of=as_of, dialect=dialect))
 
 
 def late(as_of: datetime, dialect: str) -> ColumnElement[bool]:
     """Return the SQL condition of stats' 逾期 (closed late, or open past the deadline)."""
-    return or_(stats._closed_late(), overdue_open(as_of, dialect))
+    return or_(stats.closed_late(), overdue_open(as_of, dialect))
 
 
 def _bbox_where(bbox: tuple[float, float, float, float] | None) -> list[ColumnElement[bool]]:
@@ -810,7 +810,7 @@ def _clusters(
             func.min(Event.lat).label("y1"),
             func.max(Event.lng).label("x2"),
             func.max(Event.lat).label("y2"),
-            func.sum(_flag(stats._open())).label("open"),
+            func.sum(_flag(stats.is_open())).label("open"),
             func.sum(_flag(overdue_open(as_of, dialect))).label("overdue_open"),
         )
         .where(*where)
@@ -894,7 +894,7 @@ def feed(session: Session, user: User, q: MapQuery, now: datetime) -> dict[str, 
         else and_(Event.reported_at > since, Event.reported_at <= now)
     )
     turned = and_(
-        stats._open(),
+        stats.is_open(),
         Event.state != EventState.SHELVED.value,
         Event.due_at > since,
         Event.due_at <= now,

@@ -74,7 +74,8 @@ def _state(state: EventState) -> ColumnElement[bool]:
     return Event.state == state.value
 
 
-def _open() -> ColumnElement[bool]:
+def is_open() -> ColumnElement[bool]:
+    """Return the row condition: the event is still open (not ended)."""
     return Event.state.notin_(_TERMINAL)
 
 
@@ -82,16 +83,18 @@ def _closed_on_time() -> ColumnElement[bool]:
     return and_(_state(_S.CLOSED), Event.closed_at <= Event.due_at)
 
 
-def _closed_late() -> ColumnElement[bool]:
+def closed_late() -> ColumnElement[bool]:
+    """Return the row condition: closed after its deadline."""
     return and_(_state(_S.CLOSED), Event.closed_at > Event.due_at)
 
 
-def _overdue_open(ctx: Context) -> ColumnElement[bool]:
+def overdue_open(ctx: Context) -> ColumnElement[bool]:
+    """Return the row condition: open and past its deadline at the as-of instant."""
     # The flag is the SLA sweep's verdict; the deadline comparison makes the number right
     # whether or not the sweep has run. A shelved event's clock is paused: it counts only
     # if it was already past its deadline when shelved.
     return and_(
-        _open(),
+        is_open(),
         or_(
             Event.overdue.is_(True),
             and_(Event.state != _S.SHELVED.value, Event.due_at < ctx.as_of),
@@ -201,14 +204,14 @@ COUNTS: tuple[Count, ...] = (
         "超期办结",
         "已办结但办结时间晚于办结时限的事件。",
         "count(state = 'closed' AND closed_at > due_at)",
-        lambda ctx: _closed_late(),
+        lambda ctx: closed_late(),
     ),
     _c(
         "open",
         "在办量",
         "尚未结束的事件（未办结、未不予受理、未作废、未并案、未撤单），含挂账。",
         "count(state NOT IN ('closed', 'merged', 'rejected', 'voided', 'withdrawn'))",
-        lambda ctx: _open(),
+        lambda ctx: is_open(),
     ),
     _c(
         "overdue_open",
@@ -217,14 +220,14 @@ COUNTS: tuple[Count, ...] = (
         "挂账事件仅在挂账前已超期的计入。",
         "count(open AND (overdue OR (state <> 'shelved' AND due_at < as_of)"
         " OR (state = 'shelved' AND due_at < shelved_at)))",
-        _overdue_open,
+        overdue_open,
     ),
     _c(
         "overdue",
         "逾期量",
         "办结时已超过时限，或在办已过时限的事件（= 超期办结 + 超期在办）。",
         "count(closed_late OR overdue_open)",
-        lambda ctx: or_(_closed_late(), _overdue_open(ctx)),
+        lambda ctx: or_(closed_late(), overdue_open(ctx)),
     ),
     _c(
         "due",
@@ -232,7 +235,7 @@ COUNTS: tuple[Count, ...] = (
         "办结时限已到、应当结案的事件：已办结的，加上在办且已过时限的（= 办结量 + 超期在办；"
         "数字城管口径）。不予受理、作废、并案、撤单的不计入。",
         "count(state = 'closed' OR overdue_open)",
-        lambda ctx: or_(_state(_S.CLOSED), _overdue_open(ctx)),
+        lambda ctx: or_(_state(_S.CLOSED), overdue_open(ctx)),
     ),
     _c(
         "withdrawn",
@@ -596,7 +599,7 @@ DIMENSIONS: dict[str, Dimension] = {
 }
 
 
-def _time_keys(unit: str, first: date, last: date) -> list[str]:
+def time_keys(unit: str, first: date, last: date) -> list[str]:
     """Return every bucket key from `first` to `last`, in order (empty buckets included)."""
     if unit == "day":
         return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
@@ -724,7 +727,7 @@ def compute(
         if group_by == "department":
             _attribute_returns(session, where, by_key)
         if dim.time:
-            keys: list[Any] = _time_keys(group_by, date_from, date_to)
+            keys: list[Any] = time_keys(group_by, date_from, date_to)
             keys += sorted(set(by_key) - set(keys))
             names = {k: _time_name(group_by, k) for k in keys}
         else:

@@ -320,7 +320,7 @@ def test_dashboard_filters_trend_and_refusals(
     )
     assert 'data-trend="week"' in html
     assert html.count('<rect class="bar"') == len(
-        stats._time_keys("week", today - timedelta(days=27), today)
+        stats.time_keys("week", today - timedelta(days=27), today)
     )
     assert _values(html)["received"] == "2"  # 螺溪镇 only
     assert client.get("/dashboard/?region=441523100").status_code == 403
