@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from gridgov.access import visible
@@ -22,6 +22,7 @@ from gridgov.models import (
     HolderLevel,
     Matter,
     Region,
+    Role,
     Source,
     Urgency,
     User,
@@ -54,7 +55,7 @@ class EventFilter:
         if bad:
             raise Unprocessable(f"未知状态：{'、'.join(bad)}", code="bad_parameter", field="state")
         region = (args.get("region") or "").strip()
-        if region and (not region.isdigit() or len(region) not in (6, 9, 12, 15)):
+        if region and (not region.isdigit() or len(region) not in REGION_COLUMNS):
             raise Unprocessable(
                 "区划代码应为6、9、12或15位数字", code="bad_parameter", field="region"
             )
@@ -80,23 +81,59 @@ class EventFilter:
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         """Add these filters to a query over Event."""
+        query = query.where(
+            *event_conditions(
+                date_from=self.date_from,
+                date_to=self.date_to,
+                region=self.region,
+                matter=self.matter,
+                sources=(self.source,) if self.source else (),
+            )
+        )
         if self.states:
             query = query.where(Event.state.in_(self.states))
-        if self.matter:
-            query = query.where(Event.matter_code.startswith(self.matter))
-        if self.region:
-            query = query.where(Event.grid_code.startswith(self.region))
-        if self.source:
-            query = query.where(Event.source == self.source)
         if self.urgency:
             query = query.where(Event.urgency == self.urgency)
-        if self.date_from:
-            query = query.where(Event.reported_at >= day_start(self.date_from))
-        if self.date_to:
-            query = query.where(Event.reported_at < day_start(self.date_to + timedelta(days=1)))
         if self.overdue is not None:
             query = query.where(Event.overdue.is_(self.overdue))
         return query
+
+
+REGION_COLUMNS = {
+    6: Event.county_code,
+    9: Event.town_code,
+    12: Event.village_code,
+    15: Event.grid_code,
+}
+"""The code column of each region level, by code length (each indexed)."""
+
+
+def event_conditions(
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    region: str | None = None,
+    matter: str | None = None,
+    sources: Collection[str] = (),
+) -> list[ColumnElement[bool]]:
+    """Return the conditions of the common event filter: period, region, matter, sources.
+
+    The period is [day_start(from), day_start(to + 1)) on the Shanghai calendar; a region
+    compares the code column of its level for equality, a matter is a code prefix.
+    """
+    where: list[ColumnElement[bool]] = []
+    if date_from:
+        where.append(Event.reported_at >= day_start(date_from))
+    if date_to:
+        where.append(Event.reported_at < day_start(date_to + timedelta(days=1)))
+    if region:
+        column = REGION_COLUMNS.get(len(region))
+        where.append(column == region if column is not None else Event.grid_code.startswith(region))
+    if matter:
+        where.append(Event.matter_code.startswith(matter))
+    if sources:
+        where.append(Event.source.in_(sources))
+    return where
 
 
 def day_start(d: date) -> datetime:
@@ -158,11 +195,16 @@ class Names:
 
     @classmethod
     def load(cls, session: Session) -> Names:
-        """Load every matter, region and department name (users on demand)."""
+        """Load every matter, region and department name, and grid workers' names."""
         return cls(
             dict(session.execute(select(Matter.code, Matter.name)).all()),
             dict(session.execute(select(Region.code, Region.name)).all()),
             dict(session.execute(select(Department.id, Department.name)).all()),
+            dict(
+                session.execute(
+                    select(User.id, User.display_name).where(User.role == Role.GRID_WORKER)
+                ).all()
+            ),
         )
 
     def holder(self, label: str, session: Session | None = None) -> str:
@@ -179,7 +221,7 @@ class Names:
             if user_id not in self.users and session is not None:
                 user = session.get(User, user_id)
                 self.users[user_id] = user.display_name if user else "网格员"
-            return self.users.get(user_id, "网格员（核查）")
+            return self.users.get(user_id, "网格员")
         return "—"
 
 

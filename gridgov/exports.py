@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from openpyxl import Workbook
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from gridgov import stats
 from gridgov.access import visible
 from gridgov.errors import Unprocessable
-from gridgov.eventdata import day_start
+from gridgov.eventdata import event_conditions
 from gridgov.mapdata import late, overdue_open
 from gridgov.models import (
     STATE_LABELS,
@@ -234,17 +234,16 @@ class ExportFilter:
         return cls(states=states, **base)
 
     def where(self, user: User) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = [
+        where = [
             visible(user),
-            Event.reported_at >= day_start(self.date_from),
-            Event.reported_at < day_start(self.date_to + timedelta(days=1)),
+            *event_conditions(
+                date_from=self.date_from,
+                date_to=self.date_to,
+                region=self.region,
+                matter=self.matter,
+                sources=(self.source,) if self.source else (),
+            ),
         ]
-        if self.region:
-            where.append(Event.grid_code.startswith(self.region))
-        if self.matter:
-            where.append(Event.matter_code.startswith(self.matter))
-        if self.source:
-            where.append(Event.source == self.source)
         if self.states:
             where.append(Event.state.in_(self.states))
         return where

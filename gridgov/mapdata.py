@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from gridgov import stats
 from gridgov.access import visible
 from gridgov.errors import Unprocessable
-from gridgov.eventdata import day_start
+from gridgov.eventdata import event_conditions
 from gridgov.geo.crs import area_m2, convert_array
 from gridgov.models import (
     STATE_LABELS,
@@ -612,18 +612,16 @@ def areas(session: Session, user: User, q: MapQuery, as_of: datetime) -> dict[st
 
 
 def _event_where(user: User, q: MapQuery, *, use_period: bool = True) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [visible(user)]
-    if use_period:
-        where += [
-            Event.reported_at >= day_start(q.date_from),
-            Event.reported_at < day_start(q.date_to + timedelta(days=1)),
-        ]
-    if q.region:
-        where.append(Event.grid_code.startswith(q.region))
-    if q.matter:
-        where.append(Event.matter_code.startswith(q.matter))
-    if q.sources:
-        where.append(Event.source.in_(q.sources))
+    where = [
+        visible(user),
+        *event_conditions(
+            date_from=q.date_from if use_period else None,
+            date_to=q.date_to if use_period else None,
+            region=q.region,
+            matter=q.matter,
+            sources=q.sources,
+        ),
+    ]
     if q.states:
         where.append(Event.state.in_(q.states))
     if q.categories:

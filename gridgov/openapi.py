@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gridgov.models import STATE_LABELS, Source, Urgency
+from gridgov.stats import DIMENSIONS
 from gridgov.workflow.machine import TRANSITIONS
 
 ERROR = {"$ref": "#/components/responses/Error"}
@@ -425,21 +426,7 @@ def build_spec() -> dict[str, Any]:
                         _param(
                             "group_by",
                             "query",
-                            {
-                                "enum": [
-                                    "town",
-                                    "village",
-                                    "grid",
-                                    "department",
-                                    "matter",
-                                    "category",
-                                    "source",
-                                    "reporter",
-                                    "day",
-                                    "week",
-                                    "month",
-                                ]
-                            },
+                            {"enum": list(DIMENSIONS)},
                             "分组（排名按受理量降序；日、周、月按时间顺序）",
                         ),
                         _param("matter", "query", {"type": "string"}, "事项代码前缀"),

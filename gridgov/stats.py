@@ -30,7 +30,7 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from gridgov.access import visible
 from gridgov.db import utcnow
 from gridgov.errors import Forbidden, Unprocessable
-from gridgov.eventdata import day_start
+from gridgov.eventdata import REGION_COLUMNS, event_conditions
 from gridgov.models import (
     TERMINAL_STATES,
     Department,
@@ -629,13 +629,6 @@ def _time_name(unit: str, key: str) -> str:
 # ---------------------------------------------------------------------------
 # Filters and the computation
 
-_REGION_COLUMNS = {
-    6: Event.county_code,
-    9: Event.town_code,
-    12: Event.village_code,
-    15: Event.grid_code,
-}
-
 
 def check_filter(
     user: User,
@@ -649,7 +642,7 @@ def check_filter(
 ) -> None:
     """Raise Unprocessable for a malformed filter, Forbidden for a region outside the user's."""
     if region:
-        if not region.isdigit() or len(region) not in _REGION_COLUMNS:
+        if not region.isdigit() or len(region) not in REGION_COLUMNS:
             raise Unprocessable(
                 "区划代码应为6、9、12或15位数字", code="bad_parameter", field="region"
             )
@@ -700,17 +693,16 @@ def compute(
     )
     as_of = as_of or utcnow()
     ctx = Context(as_of=as_of, dialect=session.get_bind().dialect.name)
-    where: list[ColumnElement[bool]] = [
+    where = [
         visible(user),
-        Event.reported_at >= day_start(date_from),
-        Event.reported_at < day_start(date_to + timedelta(days=1)),
+        *event_conditions(
+            date_from=date_from,
+            date_to=date_to,
+            region=region,
+            matter=matter,
+            sources=(source,) if source else (),
+        ),
     ]
-    if region:
-        where.append(_REGION_COLUMNS[len(region)] == region)
-    if matter:
-        where.append(Event.matter_code.startswith(matter))
-    if source:
-        where.append(Event.source == source)
     aggregates = [c.aggregate(ctx).label(c.key) for c in COUNTS]
 
     groups: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ from gridgov.errors import Forbidden, Unprocessable
 from gridgov.events import ReportInput, attach_photo, perform, report_event
 from gridgov.models import Event, Grid, Region, User
 from gridgov.photos import PhotoStore
-from gridgov.stats import COUNTS, KPIS, RATES, compute, definitions, parse_args
+from gridgov.stats import COUNTS, DIMENSIONS, KPIS, RATES, compute, definitions, parse_args
 from gridgov.workflow.worktime import SHANGHAI
 
 LUOXI = "441523105"  # 螺溪镇: wgy, zzzx, hwsuo, pcs
@@ -324,23 +324,8 @@ def _sums(groups: list[dict[str, Any]]) -> dict[str, float]:
     return {c.key: round(sum(g[c.key] for g in groups), 6) for c in COUNTS}
 
 
-GROUP_BYS = (
-    "town",
-    "village",
-    "grid",
-    "department",
-    "matter",
-    "category",
-    "source",
-    "reporter",
-    "day",
-    "week",
-    "month",
-)
-
-
 def test_groups_sum_to_totals(session: Session, users: dict[str, User], march: March) -> None:
-    for group_by in GROUP_BYS:
+    for group_by in DIMENSIONS:
         result = compute(session, users["ld"], **MARCH, group_by=group_by, as_of=AS_OF)
         assert result["totals"] == COUNTY_MARCH, group_by
         sums = _sums(result["groups"])

@@ -728,6 +728,29 @@ class _Checker:
         sliver_geom = shapely.multipolygons(slivers) if slivers else None
         return large, sliver_geom, sliver_area
 
+    def add_pieces(
+        self,
+        geom: BaseGeometry,
+        kind: str,
+        codes: Sequence[str],
+        large_message: str,
+        sliver_message: str,
+        **fields: Any,
+    ) -> None:
+        """Report each large piece of `geom` as an error and its slivers as one warning.
+
+        The messages are str.format templates of `fields` and `area` (square metres).
+        """
+        large, slivers, sliver_area = self.pieces(geom)
+        for piece, area in large:
+            message = large_message.format(area=area, **fields)
+            self.add(_error(kind, message, codes, area_m2=area, location=_location(piece)))
+        if slivers is not None:
+            message = sliver_message.format(area=sliver_area, **fields)
+            self.add(
+                _warning(kind, message, codes, area_m2=sliver_area, location=_location(slivers))
+            )
+
 
 def _check_geometry(c: _Checker) -> None:
     """Report empty, non-polygonal, non-finite and invalid geometries."""
@@ -865,28 +888,17 @@ def _check_overlaps(c: _Checker) -> None:
         if areas[k] * c.m2_per_deg2 < c.floor / 2:
             continue
         a, b = c.records[i].code, c.records[j].code
-        large, slivers, sliver_area = c.pieces(overlaps[k])
-        for piece, area in large:
-            c.add(
-                _error(
-                    "overlap",
-                    f"网格 {a} 与网格 {b} 重叠 {area:.1f} 平方米",
-                    [a, b],
-                    area_m2=area,
-                    location=_location(piece),
-                )
-            )
-        if slivers is not None:
-            c.add(
-                _warning(
-                    "overlap",
-                    f"网格 {a} 与网格 {b} 有细小重叠（碎片，合计 {sliver_area:.3f} 平方米，"
-                    f"小于 {c.threshold:g} 平方米）",
-                    [a, b],
-                    area_m2=sliver_area,
-                    location=_location(slivers),
-                )
-            )
+        c.add_pieces(
+            overlaps[k],
+            "overlap",
+            [a, b],
+            "网格 {a} 与网格 {b} 重叠 {area:.1f} 平方米",
+            "网格 {a} 与网格 {b} 有细小重叠（碎片，合计 {area:.3f} 平方米，"
+            "小于 {threshold:g} 平方米）",
+            a=a,
+            b=b,
+            threshold=c.threshold,
+        )
 
 
 def _check_outside(c: _Checker) -> None:
@@ -911,28 +923,15 @@ def _check_outside(c: _Checker) -> None:
         i = index[k]
         code, village = c.records[i].code, c.village_of[i]
         assert village is not None
-        large, slivers, sliver_area = c.pieces(outside[k])
-        for piece, area in large:
-            c.add(
-                _error(
-                    "outside_parent",
-                    f"网格 {code} 有 {area:.1f} 平方米超出所属村（社区）{village} 的边界",
-                    [code, village],
-                    area_m2=area,
-                    location=_location(piece),
-                )
-            )
-        if slivers is not None:
-            c.add(
-                _warning(
-                    "outside_parent",
-                    f"网格 {code} 有细小部分超出所属村（社区）{village}（碎片，合计 "
-                    f"{sliver_area:.3f} 平方米）",
-                    [code, village],
-                    area_m2=sliver_area,
-                    location=_location(slivers),
-                )
-            )
+        c.add_pieces(
+            outside[k],
+            "outside_parent",
+            [code, village],
+            "网格 {code} 有 {area:.1f} 平方米超出所属村（社区）{village} 的边界",
+            "网格 {code} 有细小部分超出所属村（社区）{village}（碎片，合计 {area:.3f} 平方米）",
+            code=code,
+            village=village,
+        )
 
 
 def _check_gaps(c: _Checker) -> None:
@@ -956,28 +955,14 @@ def _check_gaps(c: _Checker) -> None:
             if (village_geom.area - covered) * c.m2_per_deg2 < c.floor / 2:
                 continue
         gap = shapely.difference(village_geom, shapely.union_all(c.geoms[rows]))
-        large, slivers, sliver_area = c.pieces(gap)
-        for piece, area in large:
-            c.add(
-                _error(
-                    "gap",
-                    f"村（社区）{village} 内有 {area:.1f} 平方米不属于任何网格"
-                    "（横向到边：须全覆盖）",
-                    [village],
-                    area_m2=area,
-                    location=_location(piece),
-                )
-            )
-        if slivers is not None:
-            c.add(
-                _warning(
-                    "gap",
-                    f"村（社区）{village} 内有细小空隙（碎片，合计 {sliver_area:.3f} 平方米）",
-                    [village],
-                    area_m2=sliver_area,
-                    location=_location(slivers),
-                )
-            )
+        c.add_pieces(
+            gap,
+            "gap",
+            [village],
+            "村（社区）{village} 内有 {area:.1f} 平方米不属于任何网格（横向到边：须全覆盖）",
+            "村（社区）{village} 内有细小空隙（碎片，合计 {area:.3f} 平方米）",
+            village=village,
+        )
 
 
 def _check_empty_villages(c: _Checker) -> None:

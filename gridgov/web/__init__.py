@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -19,6 +20,16 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = current_app.extensions["gridgov.db"].sessions()
     return g.db_session
+
+
+def page_arg() -> int:
+    """Return this request's ?page= number (1 when absent, malformed or below 1)."""
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+def page_count(total: int, per_page: int) -> int:
+    """Return how many pages `total` rows fill, at least one."""
+    return max(math.ceil(total / per_page), 1)
 
 
 def current_user() -> User | None:

@@ -12,7 +12,6 @@ which holds the guards; a refused form is rendered again with the input kept (42
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -49,7 +48,7 @@ from gridgov.models import (
     User,
 )
 from gridgov.regions import active_grid_set
-from gridgov.web import get_session
+from gridgov.web import get_session, page_arg, page_count
 from gridgov.web.auth_pages import require_role, safe_next
 from gridgov.web.forms import Form
 
@@ -76,14 +75,6 @@ def _filter_args(filters: Any) -> dict[str, str]:
 
 def _today() -> date:
     return datetime.now(LOCAL_TZ).date()
-
-
-def _page() -> int:
-    return max(request.args.get("page", 1, type=int) or 1, 1)
-
-
-def _pages(total: int) -> int:
-    return max(math.ceil(total / ops.PER_PAGE), 1)
 
 
 def _refuse(form: Form, exc: Unprocessable) -> None:
@@ -154,26 +145,34 @@ def _user_filter() -> ops.UserFilter:
     )
 
 
+def _user_list(actor: User, now: datetime) -> dict[str, Any]:
+    """Return the template context of a filtered, paged user list (users and accounts)."""
+    session = get_session()
+    filters = _user_filter()
+    page = page_arg()
+    rows, total = ops.search_users(session, actor, filters, page, now)
+    return {
+        "rows": rows,
+        "total": total,
+        "page": page,
+        "pages": page_count(total, ops.PER_PAGE),
+        "filters": filters,
+        "args": _filter_args(filters),
+        "roles": list(Role),
+        "towns": ops.regions_under(session, actor.region_code, (Level.COUNTY, Level.TOWN)),
+        "paths": {u.id: ops.region_path(session, u.region_code) for u in rows},
+        "now": now,
+    }
+
+
 @bp.get("/users")
 def users() -> Any:
     actor = require_role(SYS)
-    session = get_session()
-    filters = _user_filter()
-    page = _page()
-    rows, total = ops.search_users(session, actor, filters, page, utcnow())
+    listing = _user_list(actor, utcnow())
     return render_template(
         "admin/users.html",
-        rows=rows,
-        total=total,
-        page=page,
-        pages=_pages(total),
-        filters=filters,
-        args=_filter_args(filters),
-        roles=list(Role),
-        towns=ops.regions_under(session, actor.region_code, (Level.COUNTY, Level.TOWN)),
-        paths={u.id: ops.region_path(session, u.region_code) for u in rows},
-        may_edit={u.id: ops.sys_admin_may_edit(actor, u) for u in rows},
-        now=utcnow(),
+        **listing,
+        may_edit={u.id: ops.sys_admin_may_edit(actor, u) for u in listing["rows"]},
     )
 
 
@@ -685,25 +684,14 @@ def grids_discard() -> Any:
 def accounts() -> Any:
     actor = require_role(SEC)
     session = get_session()
-    filters = _user_filter()
-    page = _page()
     now = utcnow()
-    rows, total = ops.search_users(session, actor, filters, page, now)
+    listing = _user_list(actor, now)
     policy = security.get_policy(session)
     return render_template(
         "admin/accounts.html",
-        rows=rows,
-        total=total,
-        page=page,
-        pages=_pages(total),
-        filters=filters,
-        args=_filter_args(filters),
-        roles=list(Role),
-        towns=ops.regions_under(session, actor.region_code, (Level.COUNTY, Level.TOWN)),
-        paths={u.id: ops.region_path(session, u.region_code) for u in rows},
-        locked={u.id: ops.is_locked(u, now) for u in rows},
-        expired={u.id: security.password_expired(policy, u, now) for u in rows},
-        now=now,
+        **listing,
+        locked={u.id: ops.is_locked(u, now) for u in listing["rows"]},
+        expired={u.id: security.password_expired(policy, u, now) for u in listing["rows"]},
     )
 
 
@@ -826,7 +814,7 @@ def audit() -> Any:
     session = get_session()
     form = Form({k: v for k, v in request.args.items() if k not in ("page", "verify")})
     filters = _audit_filter(form)
-    page = _page()
+    page = page_arg()
     rows, total = ops.audit_entries(session, actor, filters, page)
     report = None
     if request.args.get("verify"):
@@ -842,7 +830,7 @@ def audit() -> Any:
         rows=rows,
         total=total,
         page=page,
-        pages=_pages(total),
+        pages=page_count(total, ops.PER_PAGE),
         args=args,
         report=report,
         types=ops.AUDIT_TYPE_LABELS,

@@ -71,7 +71,7 @@ from gridgov.models import (
     User,
 )
 from gridgov.photos import PhotoStore
-from gridgov.web import get_session
+from gridgov.web import get_session, page_arg, page_count
 from gridgov.web.auth_pages import home_for, page_user, require_role, safe_next
 from gridgov.web.forms import Form
 from gridgov.workflow.machine import MAX_EXTENSION_DAYS, SATISFACTION, TRANSITIONS, Transition
@@ -747,7 +747,7 @@ def search() -> Any:
     if late:
         query = query.where(_late(WorkScope(now)))
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    pages = max(math.ceil(total / LIST_PER_PAGE), 1)
+    pages = page_count(total, LIST_PER_PAGE)
     page = min(flt.page, pages)
     items = session.scalars(
         query.order_by(*_order(sort)).limit(LIST_PER_PAGE).offset((page - 1) * LIST_PER_PAGE)
@@ -984,7 +984,7 @@ def done() -> Any:
     """The events my department has acted on, latest first."""
     user = require_role(Role.DEPT_HANDLER)
     session = get_session()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     worked = (
         select(EventAction.event_id, func.max(EventAction.at).label("last_at"))
         .join(User, User.id == EventAction.actor_id)
@@ -995,7 +995,7 @@ def done() -> Any:
     base = select(Event, worked.c.last_at).join(worked, worked.c.event_id == Event.id)
     base = base.where(visible(user))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    pages = max(math.ceil(total / LIST_PER_PAGE), 1)
+    pages = page_count(total, LIST_PER_PAGE)
     page = min(page, pages)
     result = session.execute(
         base.order_by(worked.c.last_at.desc(), Event.id.desc())

@@ -15,7 +15,7 @@ from gridgov.db import utcnow
 from gridgov.errors import Forbidden, NotFound
 from gridgov.events import unread_notices
 from gridgov.models import Notice, Region, Role, User
-from gridgov.web import current_user, get_session
+from gridgov.web import current_user, get_session, page_arg, page_count
 from gridgov.web.auth_pages import home_for, page_user, safe_next
 from gridgov.web.menu import active_item, menu_for
 
@@ -118,7 +118,7 @@ def overview() -> Any:
 def notices() -> Any:
     user = page_user()
     session = get_session()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     total = (
         session.scalar(select(func.count()).select_from(Notice).where(Notice.user_id == user.id))
         or 0
@@ -130,7 +130,7 @@ def notices() -> Any:
         .limit(NOTICES_PER_PAGE)
         .offset((page - 1) * NOTICES_PER_PAGE)
     ).all()
-    pages = max((total + NOTICES_PER_PAGE - 1) // NOTICES_PER_PAGE, 1)
+    pages = page_count(total, NOTICES_PER_PAGE)
     return render_template(
         "notices/list.html",
         notices=rows,

@@ -56,7 +56,7 @@ from gridgov.models import (
     User,
 )
 from gridgov.photos import PhotoStore
-from gridgov.web import get_session
+from gridgov.web import get_session, page_arg, page_count
 from gridgov.web.auth_pages import require_role
 from gridgov.web.forms import Form, csrf_token
 from gridgov.workflow.machine import TRANSITIONS
@@ -478,7 +478,7 @@ def session_info() -> Any:
 def reports() -> Any:
     user = _me()
     session = get_session()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     base = select(Event).where(Event.reporter_id == user.id)
     total = session.scalar(base.with_only_columns(func.count())) or 0
     rows = session.scalars(
@@ -488,7 +488,7 @@ def reports() -> Any:
     ).all()
     calendar, now, names = load_calendar(session), utcnow(), eventdata.Names.load(session)
     items = [eventdata.summary(e, calendar, now, names) for e in rows]
-    pages = max((total + REPORTS_PER_PAGE - 1) // REPORTS_PER_PAGE, 1)
+    pages = page_count(total, REPORTS_PER_PAGE)
     return render_template(
         "worker/reports.html",
         items=items,

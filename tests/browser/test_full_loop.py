@@ -273,14 +273,14 @@ def test_the_whole_loop_across_roles(phone_context, new_context, live_server, lo
     box.locator('input[name="photos"]').set_input_files([jpeg(2)])
     box.get_by_role("button", name="确认处置反馈").click()
     flashed(cgj, "已处置反馈")
-    check(cgj, "cgj", "handled", "待核查", "网格员（核查）", step="handle")
+    check(cgj, "cgj", "handled", "待核查", "张伟（网格员）", step="handle")
     expect(cgj.locator('[data-photos="after"] img')).to_have_count(1)
     shot(cgj, "desk-event-handled")
 
     # ---- 7. the grid worker's verification fails (on the phone)
     wgy.goto(url)
     check(
-        wgy, "wgy", "handled", "待核查", "网格员（核查）", must_offer={"verify_pass", "verify_fail"}
+        wgy, "wgy", "handled", "待核查", "张伟（网格员）", must_offer={"verify_pass", "verify_fail"}
     )
     expect(wgy.locator('[data-photos="before"] img')).to_have_count(1)
     expect(wgy.locator('[data-photos="after"] img')).to_have_count(1)
@@ -303,7 +303,7 @@ def test_the_whole_loop_across_roles(phone_context, new_context, live_server, lo
     box.get_by_label("处置结果").fill("支架已全部拆除，现场恢复原状")
     box.locator('input[name="photos"]').set_input_files([jpeg(3)])
     box.get_by_role("button", name="确认处置反馈").click()
-    check(cgj, "cgj", "handled", "待核查", "网格员（核查）", step="handle")
+    check(cgj, "cgj", "handled", "待核查", "张伟（网格员）", step="handle")
     expect(cgj.locator('[data-photos="after"] img')).to_have_count(2)
 
     # ---- 9. the verification passes

@@ -20,6 +20,7 @@ from gridgov.config import ROOT, Settings
 from gridgov.db import Database, utcnow
 from gridgov.models import Event, EventState, User
 from gridgov.photos import PhotoStore
+from gridgov.web.maps_pages import CARDS
 from gridgov.workflow.worktime import SHANGHAI
 
 VIEWERS = ("ld", "ddy", "zbz", "zzzx")
@@ -274,20 +275,7 @@ def test_dashboard_numbers_are_stats(
         as_of=utcnow(),
     )
     cards = _values(html)
-    assert set(cards) >= {
-        "received",
-        "closed",
-        "closure_rate",
-        "overdue_rate",
-        "on_time_rate",
-        "withdrawn",
-        "due_closure_rate",
-        "due_on_time_rate",
-        "rework_rate",
-        "extension_rate",
-        "satisfaction_rate",
-        "avg_handling_hours",
-    }
+    assert set(cards) >= set(CARDS)
     for key, raw in cards.items():
         want = expected["totals"][key]
         assert raw == ("" if want is None else str(want)), key
