@@ -408,15 +408,18 @@ def test_the_draft_survives_a_reload(phone_context, live_server, login) -> None:
     client_key = page.locator("[data-client-key]").input_value()
     fill_report(page, "电动车", "电动车违规充电", "楼道里飞线充电", [jpeg((900, 700), 7)])
     expect(page.locator("#report-form[data-draft-saved]")).to_have_count(1)
-    draft = page.evaluate(
-        """async () => {
-            const db = await new Promise((ok) => {
-                const r = indexedDB.open('gridgov-worker'); r.onsuccess = () => ok(r.result); });
-            return new Promise((ok) => {
-                const r = db.transaction('drafts').objectStore('drafts').get('wgy');
-                r.onsuccess = () => ok({...r.result, photos: r.result.photos.length}); });
-        }"""
-    )
+    read_draft = """async () => {
+        const db = await new Promise((ok) => {
+            const r = indexedDB.open('gridgov-worker'); r.onsuccess = () => ok(r.result); });
+        return new Promise((ok) => {
+            const r = db.transaction('drafts').objectStore('drafts').get('wgy');
+            r.onsuccess = () => ok(r.result ? {...r.result, photos: r.result.photos.length} : null);
+        });
+    }"""
+    # The draft is saved again once the photo is downscaled; on a busy machine that lags
+    # behind the first save, so wait for the saved draft to hold the photo.
+    page.wait_for_function(f"({read_draft})().then((d) => d && d.photos === 1)")
+    draft = page.evaluate(read_draft)
     assert draft["client_key"] == client_key and draft["photos"] == 1
     assert draft["description"] == "楼道里飞线充电"
     page.reload()
