@@ -585,24 +585,13 @@ def print_periods(rows: list[Series]) -> None:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
+    """Describe the machine (as bench/geocode.py does) with the current load average."""
+    from geocode import machine as describe  # bench/ is sys.path[0] when run as a script
+
     load = ""
     if hasattr(os, "getloadavg"):
         load = ", load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{cpu}, {os.cpu_count()} CPUs{mem}{load}"
+    return describe() + load
 
 
 # ---------------------------------------------------------------------------- main
