@@ -1146,7 +1146,10 @@ def _load_sqlite(
 
 
 def digest(events: EventSet) -> str:
-    """Return a short fingerprint of the generated events (same seed → same digest)."""
+    """Return a short fingerprint of the events: same seed, sizes and end → same digest.
+
+    The end (the run's hour) matters: weekdays and the states reached depend on it.
+    """
     h = hashlib.sha256()
     for a in (events.grid, events.lng, events.lat, events.matter, events.times["reported"]):
         h.update(np.ascontiguousarray(a).tobytes())
