@@ -31,8 +31,8 @@ the map, a view centred on a random event of that county.
 Targets (the issue, 2-core machine, PostgreSQL): map page ≤ 300 KB without the vendored
 libraries; map data p95 ≤ 300 ms; stats p95 ≤ 500 ms. The run prints which are met.
 
-Quick run (a few minutes):  python bench/scale.py
-Full run (about an hour):   python bench/scale.py --grids 10000 --events 1000000 --years 2 \\
+Quick run (about 2 minutes): python bench/scale.py
+Full run (about 15 minutes): python bench/scale.py --grids 10000 --events 1000000 --years 2 \\
                                 --db sqlite,postgresql --reps 50
 """
 
@@ -542,14 +542,16 @@ def ms(seconds: float | None) -> str:
     return "—" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:,.0f}"
 
 
-def verdict(series: Series) -> str:
+def verdict(series: Series, backend: str) -> str:
+    """Return the p95 target and whether it is met (the targets are PostgreSQL's)."""
     limit = {"stats": TARGETS["stats_p95_ms"], "map": TARGETS["map_p95_ms"]}.get(series.kind)
     if limit is None:
         return ""
-    return f"≤{limit:.0f}: " + ("met" if series.p95 * 1000 <= limit else "MISSED")
+    missed = "MISSED" if backend == "postgresql" else "over"
+    return f"≤{limit:.0f}: " + ("met" if series.p95 * 1000 <= limit else missed)
 
 
-def print_table(title: str, base: Series, rows: list[Series]) -> None:
+def print_table(title: str, backend: str, base: Series, rows: list[Series]) -> None:
     b = base.p50
     print(f"\n{title}")
     header = (
@@ -558,13 +560,13 @@ def print_table(title: str, base: Series, rows: list[Series]) -> None:
     )
     print(header)
     print("-" * len(header))
-    print(f"{base.name:46} {ms(base.p50):>8} {ms(base.p95):>8} {'':>8} {'1.0x':>9} {'':>9}")
+    print(f"{base.name:46} {ms(base.p50):>8} {ms(base.p95):>8} {'':>8} {'1.0x':>9}")
     for s in rows:
         size = statistics.median(s.sizes) / 1024 if any(s.sizes) else None
         print(
             f"{s.name:46} {ms(s.p50):>8} {ms(s.p95):>8} {ms(s.cold):>8} "
             f"{s.p50 / b:>8.1f}x {s.p95 / b:>8.1f}x "
-            f"{'' if size is None else f'{size:,.0f}':>7}  {verdict(s)}"
+            f"{'' if size is None else f'{size:,.0f}':>7}  {verdict(s, backend)}".rstrip()
         )
 
 
@@ -672,6 +674,7 @@ def run_backend(
                 if backend == "postgresql" and args.pg_set
                 else ""
             ),
+            backend,
             base,
             rows,
         )
