@@ -7,7 +7,6 @@ the expected values below are literals with their arithmetic.
 
 from __future__ import annotations
 
-import io
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from factories import png_bytes
 from sqlalchemy.orm import Session
 
 from gridgov.errors import Forbidden, Unprocessable
@@ -41,13 +40,6 @@ def point_of(session: Session, grid_code: str) -> tuple[float, float]:
     assert grid is not None
     p = grid.geom.representative_point()
     return p.x, p.y
-
-
-def png() -> bytes:
-    image = Image.new("RGB", (24, 16), (uuid.uuid4().int % 256, 90, 30))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 @dataclass
@@ -157,7 +149,8 @@ def build_march(session: Session, users: dict[str, User], store: PhotoStore) -> 
     # E11 self-handled by the grid worker (自办自结), closed: 3-19 09:00 → 12:00 = 3 h.
     e11 = report("E11", at(3, 19), "0501")
     photos = [
-        attach_photo(session, wgy, e11.id, png(), kind, store)[0].id for kind in ("before", "after")
+        attach_photo(session, wgy, e11.id, png_bytes(), kind, store)[0].id
+        for kind in ("before", "after")
     ]
     do(wgy, e11, "self_handle", at(3, 19, 10), attachment_ids=photos)
     do(zzzx, e11, "verify_pass", at(3, 19, 11))

@@ -10,8 +10,6 @@ approved extension or a resumption, and the audit chain is intact.
 from __future__ import annotations
 
 import hmac
-import io
-import itertools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from factories import png_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -70,17 +68,6 @@ WEIGHTS = {
 PHOTO_ACTIONS = {"self_handle", "handle", "verify_pass", "verify_fail"}
 PHOTO_ODDS = {True: [True, True, True, False], False: [True] + [False] * 19}
 """Whether a step uploads photos first: mostly for actions that use them, rarely otherwise."""
-
-_colours = itertools.count(1)
-
-
-def photo_bytes() -> bytes:
-    """Return a small PNG whose bytes differ from every other call's."""
-    n = next(_colours)
-    image = Image.new("RGB", (24, 16), (n % 251, (n // 251) % 251, 97))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 def grid_point(session: Session, grid_code: str) -> tuple[float, float]:
@@ -285,9 +272,7 @@ def attach_photos(data: st.DataObject, world: World, user: User, event: Event) -
     )
     ids = []
     for kind in kinds:
-        attachment, _ = attach_photo(
-            world.session, user, event.id, photo_bytes(), kind, world.store
-        )
+        attachment, _ = attach_photo(world.session, user, event.id, png_bytes(), kind, world.store)
         ids.append(attachment.id)
     return ids
 
