@@ -16,6 +16,26 @@ COUNTY_CENTRE_ROLES = frozenset({Role.COUNTY_DISPATCHER, Role.COUNTY_SHIFT_LEAD}
 AREA_ROLES = frozenset({Role.TOWN_OPERATOR, *COUNTY_CENTRE_ROLES, Role.LEADER})
 
 
+REGION_COLUMNS = {
+    6: Event.county_code,
+    9: Event.town_code,
+    12: Event.village_code,
+    15: Event.grid_code,
+}
+"""The code column of each region level, by code length (each indexed with reported_at)."""
+
+
+def in_region(code: str) -> ColumnElement[bool]:
+    """Return the SQL condition: the event lies in the region or grid `code`.
+
+    An equality on the code column of the code's level, so both databases use its index
+    (SQLite's LIKE is case-insensitive and can use no index for a prefix); any other length
+    falls back to a prefix match on the grid code.
+    """
+    column = REGION_COLUMNS.get(len(code))
+    return column == code if column is not None else Event.grid_code.startswith(code)
+
+
 def centre_of(user: User) -> tuple[str, str] | None:
     """Return (holder level, region code) of the centre the user works in, if any."""
     if user.role == Role.TOWN_OPERATOR:
@@ -50,7 +70,7 @@ def visible(user: User) -> ColumnElement[Any]:
     """Return a WHERE clause selecting the events `user` may see."""
     role = Role(user.role)
     if role in AREA_ROLES:
-        return Event.grid_code.startswith(user.region_code)
+        return in_region(user.region_code)
     if role == Role.GRID_WORKER:
         grids = user.grid_codes
         return or_(

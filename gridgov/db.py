@@ -136,6 +136,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # psycopg prepares a statement on the server after 5 executions, and PostgreSQL then
+    # settles on a generic plan that cannot see the period, box or region of a query:
+    # 2-year stats and the map's clusters went 2-4x slower from the 11th identical request
+    # (bench/README.md, scale.py). Planning each query costs 0.3-2.5 ms.
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("options", "-c plan_cache_mode=force_custom_plan")
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

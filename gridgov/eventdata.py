@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from gridgov.access import visible
+from gridgov.access import REGION_COLUMNS, in_region, visible
 from gridgov.errors import Unprocessable
 from gridgov.events import allowed_actions, holder_label
 from gridgov.models import (
@@ -99,15 +99,6 @@ class EventFilter:
         return query
 
 
-REGION_COLUMNS = {
-    6: Event.county_code,
-    9: Event.town_code,
-    12: Event.village_code,
-    15: Event.grid_code,
-}
-"""The code column of each region level, by code length (each indexed)."""
-
-
 def event_conditions(
     *,
     date_from: date | None = None,
@@ -127,8 +118,7 @@ def event_conditions(
     if date_to:
         where.append(Event.reported_at < day_start(date_to + timedelta(days=1)))
     if region:
-        column = REGION_COLUMNS.get(len(region))
-        where.append(column == region if column is not None else Event.grid_code.startswith(region))
+        where.append(in_region(region))
     if matter:
         where.append(Event.matter_code.startswith(matter))
     if sources:

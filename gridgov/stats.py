@@ -10,11 +10,9 @@ the instant open events are measured against their deadline.
 sum of groups (or of any partition) gives the same rates as the whole. The map, the
 dashboard, the exports and /api/v1/stats all read `compute` (or `COUNTS`/`derive`).
 
-Indexes: the period uses ix_events_reported_at; a region filter compares the code column
-of its level for equality (county/town/village/grid_code, each indexed). The jurisdiction
-clause is `grid_code LIKE 'prefix%'`: PostgreSQL serves a prefix LIKE from a btree index
-only under the C collation (the test cluster runs initdb --locale=C.UTF-8) or with a
-text_pattern_ops index.
+Indexes: the jurisdiction and a region filter compare the code column of their level for
+equality (`access.in_region`), served with the period by the (code, reported_at) indexes;
+without a region the period uses ix_events_reported_at.
 """
 
 from __future__ import annotations
@@ -27,10 +25,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, extract, func, literal_column, or_, select
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from gridgov.access import visible
+from gridgov.access import REGION_COLUMNS, visible
 from gridgov.db import utcnow
 from gridgov.errors import Forbidden, Unprocessable
-from gridgov.eventdata import REGION_COLUMNS, event_conditions
+from gridgov.eventdata import event_conditions
 from gridgov.models import (
     TERMINAL_STATES,
     Department,

@@ -149,6 +149,11 @@ class Event(Base):
         Index("ix_events_state_due", "state", "due_at"),
         Index("ix_events_state_stage_due", "state", "stage_due_at"),
         Index("ix_events_reported_at", "reported_at"),
+        # A jurisdiction or region filter is an equality on its level's code column, and
+        # almost every list and number also bounds reported_at (stats, map, desk lists).
+        Index("ix_events_county_reported", "county_code", "reported_at"),
+        Index("ix_events_town_reported", "town_code", "reported_at"),
+        Index("ix_events_village_reported", "village_code", "reported_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -168,9 +173,9 @@ class Event(Base):
     snapped_m: Mapped[float | None] = mapped_column(Float)
     grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"), index=True)
     grid_code: Mapped[str] = mapped_column(String(15), index=True)
-    village_code: Mapped[str] = mapped_column(String(12), index=True)
-    town_code: Mapped[str] = mapped_column(String(9), index=True)
-    county_code: Mapped[str] = mapped_column(String(6), index=True)
+    village_code: Mapped[str] = mapped_column(String(12))
+    town_code: Mapped[str] = mapped_column(String(9))
+    county_code: Mapped[str] = mapped_column(String(6))
     reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     reporter_name: Mapped[str] = mapped_column(String(64), default="")
     reporter_phone: Mapped[str] = mapped_column(String(32), default="")
