@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import uuid
 from typing import Any
 
@@ -417,9 +418,13 @@ def test_the_draft_survives_a_reload(phone_context, live_server, login) -> None:
         });
     }"""
     # The draft is saved again once the photo is downscaled; on a busy machine that lags
-    # behind the first save, so wait for the saved draft to hold the photo.
-    page.wait_for_function(f"({read_draft})().then((d) => d && d.photos === 1)")
+    # behind the first save, so poll until the saved draft holds the photo (page.wait_for_function
+    # would not do: it takes the Promise an async predicate returns as truthy at once).
+    deadline = time.monotonic() + 15
     draft = page.evaluate(read_draft)
+    while not (draft and draft["photos"] == 1) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        draft = page.evaluate(read_draft)
     assert draft["client_key"] == client_key and draft["photos"] == 1
     assert draft["description"] == "楼道里飞线充电"
     page.reload()
