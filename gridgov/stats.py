@@ -509,17 +509,25 @@ def _lookup(
 
 def _grid_names(session: Session, keys: list[Any]) -> dict[Any, str]:
     # Grid codes are unique within a grid set; the active set's name wins over older ones.
-    found: dict[Any, str] = {}
     wanted = [k for k in keys if k is not None]
-    for chunk in _chunks(wanted):
-        rows = session.execute(
-            select(Grid.code, Grid.name)
-            .join(GridSet, GridSet.id == Grid.grid_set_id)
-            .where(Grid.code.in_(chunk))
-            .order_by(GridSet.active, Grid.id)
-        ).all()
-        found.update(rows)
-    return found
+    if not wanted:
+        return {}
+    query = (
+        select(Grid.code, Grid.name)
+        .join(GridSet, GridSet.id == Grid.grid_set_id)
+        .order_by(GridSet.active, Grid.id)
+    )
+    if len(wanted) <= 500:
+        return dict(session.execute(query.where(Grid.code.in_(wanted))).all())
+    # Many grids (a county's): one query for every grid under their common code prefix,
+    # rather than a query per 500 codes.
+    # The common prefix of the smallest and the largest code is every code's.
+    lo, hi = min(wanted), max(wanted)
+    n = next((i for i, (a, b) in enumerate(zip(lo, hi, strict=False)) if a != b), len(lo))
+    prefix = lo[:n]
+    rows = session.execute(query.where(Grid.code.startswith(prefix))).all()
+    keep = set(wanted)
+    return {code: name for code, name in rows if code in keep}
 
 
 def _department_names(session: Session, keys: list[Any]) -> dict[Any, str]:

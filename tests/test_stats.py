@@ -15,13 +15,25 @@ from typing import Any
 
 import pytest
 from factories import png_bytes
+from sqlalchemy import Column, and_, event, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import visitors
 
 from gridgov.errors import Forbidden, Unprocessable
+from gridgov.eventdata import event_conditions
 from gridgov.events import ReportInput, attach_photo, perform, report_event
-from gridgov.models import Event, Grid, Region, User
+from gridgov.models import COVERED_COLUMNS, Event, Grid, GridSet, Region, User
 from gridgov.photos import PhotoStore
-from gridgov.stats import COUNTS, DIMENSIONS, KPIS, RATES, compute, definitions, parse_args
+from gridgov.stats import (
+    COUNTS,
+    DIMENSIONS,
+    KPIS,
+    RATES,
+    Context,
+    compute,
+    definitions,
+    parse_args,
+)
 from gridgov.workflow.worktime import SHANGHAI
 
 LUOXI = "441523105"  # 螺溪镇: wgy, zzzx, hwsuo, pcs
@@ -500,3 +512,80 @@ def test_definitions_are_complete() -> None:
     assert defs["on_time_rate"]["formula"] == "1 - overdue / received"
     for r in RATES:
         assert set(r.numerator) | {r.denominator} <= {c.key for c in COUNTS}
+
+
+def test_grid_names_for_many_grids(session: Session) -> None:
+    # More than one batch of codes (both sample counties, ~1,300 grids) and a code that
+    # names no grid: every known grid gets its active set's name, the unknown code none.
+    active = dict(
+        session.execute(
+            select(Grid.code, Grid.name)
+            .join(GridSet, GridSet.id == Grid.grid_set_id)
+            .where(GridSet.active.is_(True))
+        ).all()
+    )
+    assert len(active) > 1000
+    unknown = "441523999999999"
+    names = DIMENSIONS["grid"].names(session, [*active, unknown, None])
+    assert names == active
+    few = sorted(active)[:3]
+    assert DIMENSIONS["grid"].names(session, few) == {c: active[c] for c in few}
+
+
+def _event_columns(expr: Any) -> set[str]:
+    return {
+        e.name
+        for e in visitors.iterate(expr)
+        if isinstance(e, Column) and e.table is Event.__table__
+    }
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_covering_indexes_hold_every_column_the_numbers_read(dialect: str) -> None:
+    ctx = Context(as_of=AS_OF, dialect=dialect)
+    read: set[str] = set()
+    for c in COUNTS:
+        read |= _event_columns(c.aggregate(ctx))
+    for dim in DIMENSIONS.values():
+        read |= _event_columns(dim.column(ctx))
+    read |= _event_columns(and_(*event_conditions(date_from=date(2025, 3, 1), matter="01")))
+    assert "satisfaction" in read and "handled_at" in read  # the walk finds columns
+    covered = {"county_code", "reported_at", *COVERED_COLUMNS}
+    assert read <= covered, f"not covered: {sorted(read - covered)}"
+
+
+# SQLite only: its planner's choice does not depend on table statistics, while PostgreSQL's
+# depends on the row counts (a handful here), so a plan test there could not be trusted.
+@pytest.mark.parametrize("backend", ["sqlite"], scope="session")
+@pytest.mark.parametrize(
+    "who, index", [("ld", "ix_events_county_cover"), ("zzzx", "ix_events_town_cover")]
+)
+def test_numbers_read_the_covering_index(
+    session: Session, users: dict[str, User], backend: str, who: str, index: str
+) -> None:
+    # The statement stats.compute runs for an area role reads the jurisdiction's covering
+    # index alone (the table is never read).
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM events" in statement and "GROUP BY" in statement:
+            statements.append((statement, parameters))
+
+    connection = session.connection()
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        compute(
+            session,
+            users[who],
+            date_from=date(2025, 1, 1),
+            date_to=date(2025, 12, 31),
+            group_by="town",
+        )
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    assert len(statements) == 1
+    statement, parameters = statements[0]
+    cursor = connection.connection.driver_connection.cursor()
+    cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+    plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert f"USING COVERING INDEX {index}" in plan, plan

@@ -3,6 +3,7 @@
 from gridgov.models.audit import ApiToken, AuditEntry, AuditHead
 from gridgov.models.calendar import CalendarDay, CalendarYear, Setting
 from gridgov.models.events import (
+    COVERED_COLUMNS,
     STATE_LABELS,
     TERMINAL_STATES,
     Attachment,
@@ -29,6 +30,7 @@ from gridgov.models.regions import CODE_LENGTHS, Grid, GridSet, Level, Region
 
 __all__ = [
     "CODE_LENGTHS",
+    "COVERED_COLUMNS",
     "ROLE_LABELS",
     "STATE_LABELS",
     "TERMINAL_STATES",

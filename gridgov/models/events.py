@@ -111,6 +111,33 @@ _STATES = ", ".join(f"'{s.value}'" for s in EventState)
 _SOURCES = ", ".join(f"'{s.value}'" for s in Source)
 _HOLDERS = ", ".join(f"'{h.value}'" for h in HolderLevel)
 
+COVERED_COLUMNS = (
+    "town_code",
+    "village_code",
+    "grid_code",
+    "matter_code",
+    "source",
+    "state",
+    "lead_department_id",
+    "reporter_id",
+    "accepted_at",
+    "dispatched_at",
+    "handled_at",
+    "closed_at",
+    "due_at",
+    "shelved_at",
+    "overdue",
+    "self_handled",
+    "extension_count",
+    "rework_count",
+    "return_count",
+    "satisfaction",
+    "lng",
+    "lat",
+)
+"""The Event columns gridgov.stats and the map's clusters read, besides the region and the
+report time: the covering indexes below carry them (tests/test_stats.py checks the list)."""
+
 
 class Event(Base):
     """One reported matter travelling the loop; `version` guards concurrent changes."""
@@ -150,9 +177,17 @@ class Event(Base):
         Index("ix_events_state_stage_due", "state", "stage_due_at"),
         Index("ix_events_reported_at", "reported_at"),
         # A jurisdiction or region filter is an equality on its level's code column, and
-        # almost every list and number also bounds reported_at (stats, map, desk lists).
-        Index("ix_events_county_reported", "county_code", "reported_at"),
-        Index("ix_events_town_reported", "town_code", "reported_at"),
+        # almost every list and number also bounds reported_at. For counties and towns the
+        # index also carries every column the numbers and the map's clusters read, so a
+        # two-year KPI query reads the index alone instead of every page of the table
+        # (bench/README.md: 2-year county stats 414 -> 101 ms at 10^6 events).
+        Index("ix_events_county_cover", "county_code", "reported_at", *COVERED_COLUMNS),
+        Index(
+            "ix_events_town_cover",
+            "town_code",
+            "reported_at",
+            *(c for c in COVERED_COLUMNS if c != "town_code"),
+        ),
         Index("ix_events_village_reported", "village_code", "reported_at"),
     )
 
