@@ -447,7 +447,8 @@ class _Shapes:
 
 
 _CACHE: OrderedDict[tuple[Any, ...], _Shapes] = OrderedDict()
-_CACHE_SIZE = 48
+_CACHE_SIZE = 96
+"""Entries are per county, level, zoom and display CRS (a county at every zoom is 30)."""
 _CACHE_LOCK = threading.Lock()
 _SIMPLIFY_ZOOMS = (8, 17)
 """Simplification is per zoom from 8 (coarser is never needed) to 17 (~0.6 m per pixel)."""
@@ -459,51 +460,60 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def _version(session: Session, level: str) -> tuple[Any, ...]:
+def _version(session: Session, level: str, county: str = "") -> tuple[Any, ...]:
     """Return what changes when the level's polygons change: grid sets, or the region rows."""
     if level == "grid":
         rows = session.execute(
             select(GridSet.id, GridSet.grid_count, GridSet.created_at)
-            .where(GridSet.active.is_(True))
+            .where(GridSet.active.is_(True), GridSet.county_code.startswith(county))
             .order_by(GridSet.id)
         ).all()
         return tuple((r[0], r[1], str(r[2])) for r in rows)
     row = session.execute(
         select(func.count(), func.min(Region.code), func.max(Region.code)).where(
-            Region.level == level
+            Region.level == level, Region.code.startswith(county)
         )
     ).one()
     return tuple(row)
 
 
-def _load(session: Session, level: str) -> list[tuple[str, str, str, BaseGeometry]]:
+def _load(
+    session: Session, level: str, county: str = ""
+) -> list[tuple[str, str, str, BaseGeometry]]:
+    """Return (code, name, parent code, polygon) of a level, of one county or of all ("")."""
     if level == "grid":
         rows = session.execute(
             select(Grid.code, Grid.name, Grid.village_code, Grid.geom)
             .join(GridSet, GridSet.id == Grid.grid_set_id)
-            .where(GridSet.active.is_(True))
+            .where(GridSet.active.is_(True), GridSet.county_code.startswith(county))
             .order_by(Grid.code)
         ).all()
     else:
         rows = session.execute(
             select(Region.code, Region.name, Region.parent_code, Region.geom)
-            .where(Region.level == level, Region.geom.is_not(None))
+            .where(Region.level == level, Region.geom.is_not(None), Region.code.startswith(county))
             .order_by(Region.code)
         ).all()
     return [(r[0], r[1], r[2] or "", r[3]) for r in rows]
 
 
-def shapes(session: Session, level: str, zoom: int, crs: str = "wgs84") -> _Shapes:
-    """Return a level's polygons simplified for `zoom` (cached per grid set / region table)."""
+def shapes(
+    session: Session, level: str, zoom: int, crs: str = "wgs84", county: str = ""
+) -> _Shapes:
+    """Return a level's polygons simplified for `zoom`, of one county or of all ("").
+
+    Cached per process, keyed by what changes when the polygons change (the county's
+    active grid set, or its region rows): a county's leader loads only that county.
+    """
     z = min(max(zoom, _SIMPLIFY_ZOOMS[0]), _SIMPLIFY_ZOOMS[1])
     bind = session.get_bind()
-    key = (str(bind.engine.url), level, z, crs, _version(session, level))
+    key = (str(bind.engine.url), level, z, crs, county, _version(session, level, county))
     with _CACHE_LOCK:
         found = _CACHE.get(key)
         if found is not None:
             _CACHE.move_to_end(key)
             return found
-    rows = _load(session, level)
+    rows = _load(session, level, county)
     tolerance = _degrees_per_pixel(z) * 0.75
     digits = min(7, max(3, math.ceil(-math.log10(tolerance)) + 1))
     geoms = [_to_display(r[3], crs) for r in rows]
@@ -556,7 +566,7 @@ def areas(session: Session, user: User, q: MapQuery, as_of: datetime) -> dict[st
     result = stats.compute(session, user, group_by=level, as_of=as_of, **q.stats_args())
     by_code = {g["key"]: g for g in result["groups"]}
     prefix = q.region or user.region_code  # check_query: a region lies inside the user's
-    found = shapes(session, level, q.zoom, q.crs)
+    found = shapes(session, level, q.zoom, q.crs, county=prefix[:6])
     mask = np.array([c.startswith(prefix) for c in found.codes], dtype=bool)
     if q.bbox is not None and len(found.codes):
         x1, y1, x2, y2 = q.bbox

@@ -232,6 +232,18 @@ def test_geometries_are_simplified_per_zoom_and_cached(session: Session, scene: 
     assert coarse.codes == fine.codes
 
 
+@pytest.mark.parametrize("level", ["town", "village", "grid"])
+def test_one_county_loads_only_its_polygons(session: Session, level: str) -> None:
+    everything = mapdata.shapes(session, level, 12)
+    jiaoling = mapdata.shapes(session, level, 12, county="441427")
+    luhe = mapdata.shapes(session, level, 12, county="441523")
+    assert jiaoling.codes and luhe.codes
+    assert all(c.startswith("441427") for c in jiaoling.codes)
+    assert all(c.startswith("441523") for c in luhe.codes)
+    assert sorted(jiaoling.codes + luhe.codes) == sorted(everything.codes)
+    assert mapdata.shapes(session, level, 12, county="441427") is jiaoling
+
+
 def test_legend_classes() -> None:
     counts = mapdata.legend(mapdata.METRICS["received"], [0, 3, 37, None])
     assert [c["label"] for c in counts] == ["1–10", "11–20", "21–30", "31–40", "41–50", "无事件"]
