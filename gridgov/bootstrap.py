@@ -5,8 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from gridgov import migrate
 from gridgov.db import Database
+
+
+def setup_county(session: Session, county_code: str) -> dict[str, int]:
+    """Create or update what a county with regions needs to work: its departments and centres.
+
+    The county bureaus and each town's offices (综治中心 included) come from
+    gridgov/data/departments.json; run again after its towns change.
+    """
+    from gridgov import catalog
+
+    return {"departments": catalog.load_departments(session, county_code)}
 
 
 def init_database(
@@ -27,6 +40,6 @@ def init_database(
             report["counties"][code] = load_sample_county(session, code)
         if seed_catalog:
             for code in counties:
-                catalog.load_departments(session, code)
+                setup_county(session, code)
             report["matters"] = catalog.load_matters(session)
     return report

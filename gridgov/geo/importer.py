@@ -8,6 +8,10 @@ when no step reported an error: a set that does not tile its villages exactly (�
 纵向到底) is refused whole, and nothing is repaired silently — an invalid polygon is an
 error to fix in the GIS, never `make_valid`-ed here.
 
+The reading steps (`read_file`, `read_fields`, `transform_to_wgs84` over a `LayerRead`) and
+the checker (`check_tiling`, children of one level tiling parents of the level above, described
+by a `Tier`) serve the region import (`gridgov.geo.regions_import`) as well.
+
 Areas are geodesic square metres (`gridgov.geo.crs.area_m2`); locations are WGS84 (lng, lat).
 """
 
@@ -18,10 +22,10 @@ import re
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -40,21 +44,31 @@ from sqlalchemy.orm import Session
 
 from gridgov.geo.crs import area_m2
 from gridgov.geo.gridsets import GridRecord, save_grid_set
-from gridgov.models import Level, Region
+from gridgov.models import CODE_LENGTHS, Level, Region
 from gridgov.regions import active_grid_set
 
 __all__ = [
     "CODE_FIELDS",
     "FLOOR_M2",
+    "GRID_LAYER",
+    "GRID_TIER",
     "NAME_FIELDS",
     "STEPS",
     "THRESHOLD_M2",
     "GridImport",
     "ImportReport",
+    "LayerRead",
+    "LayerSpec",
     "Problem",
+    "Tier",
     "check_grids",
+    "check_tiling",
     "county_villages",
     "import_grid_file",
+    "read_fields",
+    "read_file",
+    "run_steps",
+    "transform_to_wgs84",
 ]
 
 Severity = Literal["error", "warning"]
@@ -107,6 +121,16 @@ KIND_LABELS: dict[str, str] = {
     "outside_parent": "超出所属村（社区）",
     "village_without_geometry": "村（社区）无边界",
     "village_without_grids": "村（社区）无网格",
+    "county_feature": "县界要素不唯一",
+    "parent_mismatch": "上级编码与编码前缀不符",
+    "county_without_towns": "县无镇（街道）",
+    "town_without_villages": "镇（街道）无村（社区）",
+    "region_has_grids": "删除的村（社区）仍有网格",
+    "region_has_events": "删除的区划仍有事件",
+    "region_in_grid_history": "删除的村（社区）在历史网格集中",
+    "region_has_users": "删除的区划仍有用户",
+    "region_has_departments": "删除的镇（街道）的部门仍在使用",
+    "region_removed": "删除区划",
 }
 """The Chinese name of each problem kind, as the text report prints it."""
 
@@ -132,11 +156,12 @@ class Problem:
     codes: list[str] = field(default_factory=list)
     area_m2: float | None = None
     location: tuple[float, float] | None = None
+    label_zh: str | None = None  # the kind's name for a level other than grids
 
     @property
     def label(self) -> str:
         """Return the Chinese name of the problem's kind."""
-        return KIND_LABELS.get(self.kind, self.kind)
+        return self.label_zh or KIND_LABELS.get(self.kind, self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the problem as JSON-ready data."""
@@ -244,15 +269,20 @@ class ImportReport:
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
         }
 
-    def to_text(self) -> str:
-        """Return the report as Chinese text, one line per problem."""
-        lines = [f"网格导入检查：{self.source}" + (f"（图层 {self.layer}）" if self.layer else "")]
+    def describe_source(self, title: str) -> list[str]:
+        """Return the lines naming the file, its layer and its coordinate system."""
+        lines = [f"{title}：{self.source}" + (f"（图层 {self.layer}）" if self.layer else "")]
         if self.crs:
             origin = {"file": "文件自带", "option": "--crs 指定", "assumed": "推定"}.get(
                 self.crs_origin or "", ""
             )
             converted = "无需转换" if self.crs == WGS84 else "已转换为 WGS84（EPSG:4326）"
             lines.append(f"坐标系：{self.crs} {self.crs_name or ''}（{origin}），{converted}")
+        return lines
+
+    def to_text(self) -> str:
+        """Return the report as Chinese text, one line per problem."""
+        lines = self.describe_source("网格导入检查")
         if self.county_code:
             lines.append(f"县：{self.county_code} {self.county_name or ''}")
         labels = {
@@ -294,30 +324,38 @@ class ImportReport:
 # The pipeline
 
 
+@dataclass(frozen=True)
+class LayerSpec:
+    """What one layer holds: the Chinese noun of its features and the columns to look for."""
+
+    what: str
+    code_fields: tuple[str, ...]
+    name_fields: tuple[str, ...]
+
+
+GRID_LAYER = LayerSpec("网格", CODE_FIELDS, NAME_FIELDS)
+
+
 @dataclass
-class GridImport:
-    """One import on its way through `STEPS`."""
+class LayerRead:
+    """One layer of one file on its way to WGS84 features: the state the reading steps share."""
 
     path: Path
     crs: str | None = None
     layer: str | None = None
-    county: str | None = None
-    name: str | None = None
     encoding: str | None = None
-    dry_run: bool = False
-    threshold_m2: float = THRESHOLD_M2
-    floor_m2: float = FLOOR_M2
+    spec: LayerSpec = GRID_LAYER
+    need_code: bool = True  # a missing code column stops (else codes are left empty)
+    need_name: bool = False  # a missing name column is an error (else the code stands in)
     report: ImportReport = field(init=False)
     frame: Any = None  # the GeoDataFrame as read
     codes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
-    county_region: Region | None = None
     geoms: npt.NDArray[np.object_] | None = None  # WGS84 geometries, one per feature
-    records: list[GridRecord] = field(default_factory=list)
     stopped: bool = False
 
     def __post_init__(self) -> None:
-        self.report = ImportReport(source=str(self.path), dry_run=self.dry_run)
+        self.report = ImportReport(source=str(self.path))
 
     def add(self, problem: Problem) -> None:
         """Record a problem."""
@@ -329,10 +367,26 @@ class GridImport:
         self.stopped = True
 
 
+@dataclass
+class GridImport(LayerRead):
+    """One grid import on its way through `STEPS`."""
+
+    county: str | None = None
+    name: str | None = None
+    dry_run: bool = False
+    threshold_m2: float = THRESHOLD_M2
+    floor_m2: float = FLOOR_M2
+    county_region: Region | None = None
+    records: list[GridRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.report = ImportReport(source=str(self.path), dry_run=self.dry_run)
+
+
 Step = Callable[[GridImport, Session], None]
 
 
-def read_file(job: GridImport, session: Session) -> None:
+def read_file(job: LayerRead) -> None:
     """Read the features of the file's chosen layer."""
     path = job.path
     if not path.exists():
@@ -407,7 +461,7 @@ def read_file(job: GridImport, session: Session) -> None:
     job.report.counts["features"] = len(frame)
 
 
-def read_fields(job: GridImport, session: Session) -> None:
+def read_fields(job: LayerRead) -> None:
     """Find the code and name columns and read them as text."""
     frame = job.frame
     columns = {str(c).strip().lower(): str(c) for c in frame.columns if c != frame.geometry.name}
@@ -426,31 +480,38 @@ def read_fields(job: GridImport, session: Session) -> None:
                 )
             )
             return
-    code_col = next((columns[c] for c in CODE_FIELDS if c in columns), None)
-    name_col = next((columns[c] for c in NAME_FIELDS if c in columns), None)
+    spec = job.spec
+    code_col = next((columns[c] for c in spec.code_fields if c in columns), None)
+    name_col = next((columns[c] for c in spec.name_fields if c in columns), None)
     job.report.fields = {"code": code_col, "name": name_col}
     found = "、".join(columns.values()) or "无"
-    if code_col is None:
-        job.stop(
-            _error(
-                "no_code_field",
-                f"未找到网格编码字段；可用字段名：{'、'.join(CODE_FIELDS)}（不区分大小写）。"
-                f"文件中的字段：{found}",
-            )
-        )
+    if code_col is not None:
+        job.codes = [_code_text(v) for v in frame[code_col]]
+    elif job.need_code:
+        job.stop(_no_field("no_code_field", f"{spec.what}编码", spec.code_fields, found))
         return
-    job.codes = [_code_text(v) for v in frame[code_col]]
-    if name_col is None:
+    else:
+        job.codes = [""] * len(frame)
+    if name_col is not None:
+        job.names = [_name_text(v) for v in frame[name_col]]
+    elif job.need_name:
+        job.stop(_no_field("no_name_field", f"{spec.what}名称", spec.name_fields, found))
+    else:
         job.add(
             _warning(
                 "no_name_field",
-                f"未找到网格名称字段（可用字段名：{'、'.join(NAME_FIELDS)}），名称以编码代替。"
-                f"文件中的字段：{found}",
+                f"未找到{spec.what}名称字段（可用字段名：{'、'.join(spec.name_fields)}），"
+                f"名称以编码代替。文件中的字段：{found}",
             )
         )
         job.names = list(job.codes)
-    else:
-        job.names = [_name_text(v) for v in frame[name_col]]
+
+
+def _no_field(kind: str, what: str, accepted: Sequence[str], found: str) -> Problem:
+    return _error(
+        kind,
+        f"未找到{what}字段；可用字段名：{'、'.join(accepted)}（不区分大小写）。文件中的字段：{found}",
+    )
 
 
 def resolve_county(job: GridImport, session: Session) -> None:
@@ -474,12 +535,24 @@ def resolve_county(job: GridImport, session: Session) -> None:
 
 
 def normalise_crs(job: GridImport, session: Session) -> None:
-    """Decide the file's CRS and transform every geometry to WGS84 lon/lat."""
+    """Transform the grids to WGS84, checking them against the county's boundary."""
+    county = job.county_region
+    place = f"{county.name}（{county.code}）" if county else ""
+    transform_to_wgs84(job, county.geom if county else None, place, [county.code] if county else [])
+
+
+def transform_to_wgs84(
+    job: LayerRead, county_geom: BaseGeometry | None, place: str, codes: Sequence[str] = ()
+) -> None:
+    """Decide the file's CRS and transform every geometry to WGS84 lon/lat.
+
+    `county_geom` (WGS84), when known, is where the features must lie: a file none of whose
+    features meets it was read in the wrong CRS, and the error suggests the likely one.
+    """
     frame = job.frame
     report = job.report
     file_crs: ProjCRS | None = frame.crs
     bounds = tuple(float(b) for b in frame.total_bounds)
-    county_geom = job.county_region.geom if job.county_region else None
     source: ProjCRS
     if job.crs:
         try:
@@ -535,10 +608,9 @@ def normalise_crs(job: GridImport, session: Session) -> None:
         job.stop(
             _error(
                 "outside_county",
-                f"全部网格都不在 {report.county_name}（{report.county_code}）范围内或无法转换："
-                f"坐标系可能有误"
+                f"全部{job.spec.what}都不在 {place} 范围内或无法转换：坐标系可能有误"
                 f"（现按 {report.crs} {source.name} 解读）。{_suggestion(bounds, county_geom)}",
-                [report.county_code or ""],
+                codes,
             )
         )
 
@@ -588,8 +660,8 @@ def save(job: GridImport, session: Session) -> None:
 
 
 STEPS: tuple[tuple[str, Step], ...] = (
-    ("read", read_file),
-    ("fields", read_fields),
+    ("read", lambda job, _session: read_file(job)),
+    ("fields", lambda job, _session: read_fields(job)),
     ("county", resolve_county),
     ("crs", normalise_crs),
     ("check", check),
@@ -624,17 +696,71 @@ def import_grid_file(
         dry_run=dry_run,
         threshold_m2=threshold_m2,
     )
-    for step_name, step in STEPS:
-        started = perf_counter()
-        step(job, session)
-        job.report.timings_s[step_name] = perf_counter() - started
-        if job.stopped:
-            break
+    run_steps(job, session, STEPS, job.report.timings_s)
     return job.report
 
 
+class _Stoppable(Protocol):
+    stopped: bool
+
+
+JobT = TypeVar("JobT", bound=_Stoppable)
+
+
+def run_steps(
+    job: JobT,
+    session: Session,
+    steps: Sequence[tuple[str, Callable[[JobT, Session], None]]],
+    timings: dict[str, float],
+) -> None:
+    """Run the named steps over `job` in order, timing each, until one stops it."""
+    for step_name, step in steps:
+        started = perf_counter()
+        step(job, session)
+        timings[step_name] = perf_counter() - started
+        if job.stopped:
+            break
+
+
 # ---------------------------------------------------------------------------
-# The checks (no database: records and village polygons in, problems out)
+# The checks (no database: records and parent polygons in, problems out)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One level as the checker sees it: its features must tile their parents exactly.
+
+    `labels` names the problem kinds for this level where KIND_LABELS (worded for grids)
+    does not fit; `parent` is None for the county, which has no parent to tile.
+    """
+
+    level: Level
+    child: str
+    parent: str | None
+    code_help: str
+    parents_from: str = ""
+    empty_parent_kind: str = ""
+    empty_name: Severity = ERROR
+    note_parent_without_geometry: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def parent_length(self) -> int:
+        """Return the length of a parent's code (the prefix of a child's)."""
+        order = list(CODE_LENGTHS.values())
+        return order[order.index(self.level.code_length) - 1] if self.parent else 0
+
+
+GRID_TIER = Tier(
+    Level.GRID,
+    "网格",
+    "村（社区）",
+    "15位数字（县6+镇3+村3+网格3）",
+    parents_from="区划表",
+    empty_parent_kind="village_without_grids",
+    empty_name=WARNING,
+    note_parent_without_geometry=True,
+)
 
 
 def county_villages(session: Session, county_code: str) -> dict[str, BaseGeometry | None]:
@@ -657,8 +783,37 @@ def check_grids(
     timings: dict[str, float] | None = None,
 ) -> list[Problem]:
     """Return every problem of `records` (WGS84) as a grid set of the county's `villages`."""
-    checker = _Checker(records, villages, county_code, threshold_m2, floor_m2)
+    return check_tiling(
+        records,
+        villages,
+        county_code,
+        GRID_TIER,
+        threshold_m2=threshold_m2,
+        floor_m2=floor_m2,
+        timings=timings,
+    )
+
+
+def check_tiling(
+    records: Sequence[GridRecord],
+    parents: Mapping[str, BaseGeometry | None],
+    county_code: str,
+    tier: Tier,
+    *,
+    threshold_m2: float = THRESHOLD_M2,
+    floor_m2: float = FLOOR_M2,
+    timings: dict[str, float] | None = None,
+) -> list[Problem]:
+    """Return every problem of `records` (WGS84) as the `tier` level tiling its `parents`.
+
+    A parent mapped to None has no polygon to check against (its children are still
+    checked for codes, geometry and overlaps). Without a parent level (the county) only the
+    geometry and the codes are checked.
+    """
+    checker = _Checker(records, parents, county_code, tier, threshold_m2, floor_m2)
     for name, run in _CHECKS:
+        if tier.parent is None and name not in ("geometry", "codes"):
+            continue
         started = perf_counter()
         run(checker)
         if timings is not None:
@@ -667,28 +822,31 @@ def check_grids(
 
 
 class _Checker:
-    """The state the checks share: geometries, which are usable, each grid's village."""
+    """The state the checks share: geometries, which are usable, each feature's parent."""
 
     def __init__(
         self,
         records: Sequence[GridRecord],
-        villages: Mapping[str, BaseGeometry | None],
+        parents: Mapping[str, BaseGeometry | None],
         county_code: str,
+        tier: Tier,
         threshold_m2: float,
         floor_m2: float,
     ) -> None:
         self.records = records
-        self.villages = villages
+        self.parents = parents
         self.county = county_code
+        self.tier = tier
+        self.code_re = re.compile(rf"\d{{{tier.level.code_length}}}")
         self.threshold = threshold_m2
         self.floor = floor_m2
         self.problems: list[Problem] = []
         n = len(records)
         self.geoms = np.array([r.geom for r in records], dtype=object)
         self.usable = np.zeros(n, dtype=bool)  # a valid, non-empty (Multi)Polygon
-        self.village_of: list[str | None] = [None] * n  # an existing village of this county
+        self.parent_of: list[str | None] = [None] * n  # an existing parent in this county
         self.outside_deg2 = np.zeros(n)
-        self.overlap_villages: set[str] = set()
+        self.overlap_parents: set[str] = set()
         lat = 0.0
         if n:
             _, min_y, _, max_y = shapely.total_bounds(self.geoms)
@@ -699,7 +857,12 @@ class _Checker:
         self.m2_per_deg2 = (math.radians(1.0) * _EARTH_RADIUS_M) ** 2 * math.cos(math.radians(lat))
 
     def add(self, problem: Problem) -> None:
-        self.problems.append(problem)
+        label = self.tier.labels.get(problem.kind)
+        self.problems.append(replace(problem, label_zh=label) if label else problem)
+
+    def where(self, i: int) -> tuple[float, float] | None:
+        """Return a location on feature `i` when its geometry is usable."""
+        return _location(self.geoms[i]) if self.usable[i] else None
 
     def pieces(
         self, geom: BaseGeometry
@@ -769,7 +932,7 @@ def _check_geometry(c: _Checker) -> None:
             c.add(
                 _error(
                     "not_polygon",
-                    f"{row}是 {geoms[i].geom_type}，网格必须是面（Polygon/MultiPolygon）",
+                    f"{row}是 {geoms[i].geom_type}，{c.tier.child}必须是面（Polygon/MultiPolygon）",
                     codes,
                     location=_location(geoms[i]),
                 )
@@ -792,16 +955,17 @@ def _check_geometry(c: _Checker) -> None:
 
 def _check_codes(c: _Checker) -> None:
     """Report malformed, duplicate and other-county codes, and empty or long names."""
+    child = c.tier.child
     rows_of: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(c.records):
         code = record.code
-        if not _CODE_RE.fullmatch(code):
+        if not c.code_re.fullmatch(code):
             c.add(
                 _error(
                     "bad_code",
-                    f"第 {i + 1} 个要素的编码「{code}」不是15位数字（县6+镇3+村3+网格3）",
+                    f"第 {i + 1} 个要素的编码「{code}」不是{c.tier.code_help}",
                     [code] if code else [],
-                    location=_location(c.geoms[i]) if c.usable[i] else None,
+                    location=c.where(i),
                 )
             )
             continue
@@ -810,19 +974,19 @@ def _check_codes(c: _Checker) -> None:
             c.add(
                 _error(
                     "wrong_county",
-                    f"网格 {code} 的县级代码 {code[:6]} 与导入的县 {c.county} 不符",
+                    f"{child} {code} 的县级代码 {code[:6]} 与导入的县 {c.county} 不符",
                     [code],
-                    location=_location(c.geoms[i]) if c.usable[i] else None,
+                    location=c.where(i),
                 )
             )
         name = record.name
         if not name:
-            c.add(_warning("empty_name", f"网格 {code} 名称为空", [code]))
+            c.add(Problem(c.tier.empty_name, "empty_name", f"{child} {code} 名称为空", [code]))
         elif len(name) > NAME_MAX_LENGTH:
             c.add(
                 _error(
                     "name_too_long",
-                    f"网格 {code} 名称超过 {NAME_MAX_LENGTH} 个字符：{name[:20]}…",
+                    f"{child} {code} 名称超过 {NAME_MAX_LENGTH} 个字符：{name[:20]}…",
                     [code],
                 )
             )
@@ -834,41 +998,45 @@ def _check_codes(c: _Checker) -> None:
                     "duplicate_code",
                     f"编码 {code} 出现 {len(rows)} 次（第 {listed} 个要素）",
                     [code],
-                    location=_location(c.geoms[rows[0]]) if c.usable[rows[0]] else None,
+                    location=c.where(rows[0]),
                 )
             )
 
 
 def _check_parents(c: _Checker) -> None:
-    """Report grids whose 12-digit village prefix is not a village of the county."""
+    """Report features whose parent (their code's prefix) is not a parent of the county."""
+    tier = c.tier
     for i, record in enumerate(c.records):
         code = record.code
-        if not _CODE_RE.fullmatch(code) or code[:6] != c.county:
+        if not c.code_re.fullmatch(code) or code[:6] != c.county:
             continue
-        village = code[:12]
-        if village in c.villages:
-            c.village_of[i] = village
+        parent = code[: tier.parent_length]
+        if parent in c.parents:
+            c.parent_of[i] = parent
         else:
             c.add(
                 _error(
                     "missing_parent",
-                    f"网格 {code} 的所属村（社区）{village} 不在区划表中",
-                    [code, village],
-                    location=_location(c.geoms[i]) if c.usable[i] else None,
+                    f"{tier.child} {code} 的所属{tier.parent} {parent} 不在{tier.parents_from}中",
+                    [code, parent],
+                    location=c.where(i),
                 )
             )
-    for village in sorted({v for v in c.village_of if v and c.villages[v] is None}):
+    if not tier.note_parent_without_geometry:
+        return
+    for parent in sorted({p for p in c.parent_of if p and c.parents[p] is None}):
         c.add(
             _warning(
                 "village_without_geometry",
-                f"村（社区）{village} 在区划表中没有边界，未检查其网格的空隙与越界",
-                [village],
+                f"{tier.parent} {parent} 在{tier.parents_from}中没有边界，"
+                f"未检查其{tier.child}的空隙与越界",
+                [parent],
             )
         )
 
 
 def _check_overlaps(c: _Checker) -> None:
-    """Report every pair of grids whose interiors overlap (STRtree candidates only)."""
+    """Report every pair of features whose interiors overlap (STRtree candidates only)."""
     index = np.flatnonzero(c.usable)
     if len(index) < 2:
         return
@@ -880,11 +1048,12 @@ def _check_overlaps(c: _Checker) -> None:
     # Neighbours share edges: their intersection is a line (area 0) and costs little.
     overlaps = shapely.intersection(geoms[left], geoms[right])
     areas = shapely.area(overlaps)
+    child = c.tier.child
     for k in np.flatnonzero(areas > 0):
         i, j = int(index[left[k]]), int(index[right[k]])
-        for v in (c.village_of[i], c.village_of[j]):
-            if v:
-                c.overlap_villages.add(v)
+        for p in (c.parent_of[i], c.parent_of[j]):
+            if p:
+                c.overlap_parents.add(p)
         if areas[k] * c.m2_per_deg2 < c.floor / 2:
             continue
         a, b = c.records[i].code, c.records[j].code
@@ -892,8 +1061,8 @@ def _check_overlaps(c: _Checker) -> None:
             overlaps[k],
             "overlap",
             [a, b],
-            "网格 {a} 与网格 {b} 重叠 {area:.1f} 平方米",
-            "网格 {a} 与网格 {b} 有细小重叠（碎片，合计 {area:.3f} 平方米，"
+            f"{child} {{a}} 与{child} {{b}} 重叠 {{area:.1f}} 平方米",
+            f"{child} {{a}} 与{child} {{b}} 有细小重叠（碎片，合计 {{area:.3f}} 平方米，"
             "小于 {threshold:g} 平方米）",
             a=a,
             b=b,
@@ -902,79 +1071,84 @@ def _check_overlaps(c: _Checker) -> None:
 
 
 def _check_outside(c: _Checker) -> None:
-    """Report the pieces of each grid that lie outside its village."""
+    """Report the pieces of each feature that lie outside its parent."""
     index: list[int] = []
     parents: list[BaseGeometry] = []
     for i in np.flatnonzero(c.usable).tolist():
-        village = c.village_of[i]
-        parent = c.villages[village] if village is not None else None
+        code = c.parent_of[i]
+        parent = c.parents[code] if code is not None else None
         if parent is not None:
             index.append(i)
             parents.append(parent)
     if not index:
         return
-    village_geoms = np.empty(len(parents), dtype=object)
-    village_geoms[:] = parents
-    shapely.prepare(village_geoms)
-    outside = shapely.difference(c.geoms[index], village_geoms)
+    parent_geoms = np.empty(len(parents), dtype=object)
+    parent_geoms[:] = parents
+    shapely.prepare(parent_geoms)
+    outside = shapely.difference(c.geoms[index], parent_geoms)
     areas = shapely.area(outside)
     c.outside_deg2[index] = areas
+    child, parent_label = c.tier.child, c.tier.parent
     for k in np.flatnonzero(areas * c.m2_per_deg2 >= c.floor / 2).tolist():
         i = index[k]
-        code, village = c.records[i].code, c.village_of[i]
-        assert village is not None
+        code, parent = c.records[i].code, c.parent_of[i]
+        assert parent is not None
         c.add_pieces(
             outside[k],
             "outside_parent",
-            [code, village],
-            "网格 {code} 有 {area:.1f} 平方米超出所属村（社区）{village} 的边界",
-            "网格 {code} 有细小部分超出所属村（社区）{village}（碎片，合计 {area:.3f} 平方米）",
+            [code, parent],
+            f"{child} {{code}} 有 {{area:.1f}} 平方米超出所属{parent_label} {{parent}} 的边界",
+            f"{child} {{code}} 有细小部分超出所属{parent_label} {{parent}}"
+            "（碎片，合计 {area:.3f} 平方米）",
             code=code,
-            village=village,
+            parent=parent,
         )
 
 
 def _check_gaps(c: _Checker) -> None:
-    """Report the pieces of each village that none of its grids covers."""
+    """Report the pieces of each parent that none of its children covers."""
     members: dict[str, list[int]] = defaultdict(list)
     blocked: set[str] = set()
-    for i, village in enumerate(c.village_of):
-        if village is None:
+    for i, parent in enumerate(c.parent_of):
+        if parent is None:
             continue
-        members[village].append(i)
+        members[parent].append(i)
         if not c.usable[i]:
-            blocked.add(village)  # its bad geometry is reported; a gap there would be noise
-    for village, rows in sorted(members.items()):
-        village_geom = c.villages[village]
-        if village in blocked or village_geom is None:
+            blocked.add(parent)  # its bad geometry is reported; a gap there would be noise
+    child, parent_label = c.tier.child, c.tier.parent
+    for parent, rows in sorted(members.items()):
+        parent_geom = c.parents[parent]
+        if parent in blocked or parent_geom is None:
             continue
-        if village not in c.overlap_villages:
-            # Without overlaps the grids cover (their area − their outside parts): skip the
-            # union when that already fills the village.
+        if parent not in c.overlap_parents:
+            # Without overlaps the children cover (their area − their outside parts): skip
+            # the union when that already fills the parent.
             covered = float(shapely.area(c.geoms[rows]).sum() - c.outside_deg2[rows].sum())
-            if (village_geom.area - covered) * c.m2_per_deg2 < c.floor / 2:
+            if (parent_geom.area - covered) * c.m2_per_deg2 < c.floor / 2:
                 continue
-        gap = shapely.difference(village_geom, shapely.union_all(c.geoms[rows]))
+        gap = shapely.difference(parent_geom, shapely.union_all(c.geoms[rows]))
         c.add_pieces(
             gap,
             "gap",
-            [village],
-            "村（社区）{village} 内有 {area:.1f} 平方米不属于任何网格（横向到边：须全覆盖）",
-            "村（社区）{village} 内有细小空隙（碎片，合计 {area:.3f} 平方米）",
-            village=village,
+            [parent],
+            f"{parent_label} {{parent}} 内有 {{area:.1f}} 平方米不属于任何{child}"
+            "（横向到边：须全覆盖）",
+            f"{parent_label} {{parent}} 内有细小空隙（碎片，合计 {{area:.3f}} 平方米）",
+            parent=parent,
         )
 
 
-def _check_empty_villages(c: _Checker) -> None:
-    """Report the county's villages that no grid belongs to."""
-    covered = {c.records[i].code[:12] for i in range(len(c.records))} & set(c.villages)
-    for village in sorted(set(c.villages) - covered):
-        geom = c.villages[village]
+def _check_empty_parents(c: _Checker) -> None:
+    """Report the county's parents that no feature belongs to."""
+    tier = c.tier
+    covered = {c.records[i].code[: tier.parent_length] for i in range(len(c.records))}
+    for parent in sorted(set(c.parents) - covered):
+        geom = c.parents[parent]
         c.add(
             _error(
-                "village_without_grids",
-                f"村（社区）{village} 没有任何网格（横向到边：每个村都须划分网格）",
-                [village],
+                tier.empty_parent_kind,
+                f"{tier.parent} {parent} 没有任何{tier.child}（横向到边：须全部划分{tier.child}）",
+                [parent],
                 area_m2=area_m2(geom) if geom is not None else None,
                 location=_location(geom) if geom is not None else None,
             )
@@ -988,7 +1162,7 @@ _CHECKS: tuple[tuple[str, Callable[[_Checker], None]], ...] = (
     ("overlaps", _check_overlaps),
     ("outside", _check_outside),
     ("gaps", _check_gaps),
-    ("empty_villages", _check_empty_villages),
+    ("empty_parents", _check_empty_parents),
 )
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import shapely
 from shapely.geometry import shape
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,8 @@ from gridgov.regions import active_grid_set
 
 GEODATA = ROOT / "geodata"
 SAMPLE_COUNTIES = ("441523", "441427")
+GEOM_TOLERANCE = 1e-9
+"""Degrees (0.1 mm) within which a stored region polygon counts as unchanged."""
 SYNTHETIC_NOTE = "示例数据：镇、村、网格边界为程序合成（gridgov.geo.synth），非真实边界"
 
 
@@ -30,7 +33,7 @@ def load_sample_county(session: Session, county_code: str, geodata: Path = GEODA
     with (folder / "divisions.csv").open(encoding="utf-8") as fh:
         county_row = next(r for r in csv.DictReader(fh) if r["level"] == "county")
     boundary = _features(folder / "boundary.geojson")[0]
-    _upsert(
+    upsert_region(
         session,
         county_code,
         Level.COUNTY,
@@ -47,7 +50,7 @@ def load_sample_county(session: Session, county_code: str, geodata: Path = GEODA
     ):
         for f in _features(folder / f"{layer}.geojson"):
             p = f["properties"]
-            _upsert(
+            upsert_region(
                 session,
                 p["code"],
                 level,
@@ -76,7 +79,7 @@ def load_sample_county(session: Session, county_code: str, geodata: Path = GEODA
     return counts
 
 
-def _upsert(
+def upsert_region(
     session: Session,
     code: str,
     level: Level,
@@ -86,12 +89,31 @@ def _upsert(
     *,
     synthetic: bool,
     source: str,
-) -> None:
-    region = session.get(Region, code) or Region(code=code)
-    region.level = level.value
-    region.name = name
-    region.parent_code = parent
-    region.geom = as_multipolygon(geom)
-    region.synthetic = synthetic
-    region.source = source
-    session.add(region)
+) -> str:
+    """Insert or update one region; return 'added', 'updated' or 'unchanged'.
+
+    Only columns whose value differs are assigned, so an unchanged region writes nothing
+    (and leaves no entry in the audit log).
+    """
+    region = session.get(Region, code)
+    added = region is None
+    if region is None:
+        region = Region(code=code)
+        session.add(region)
+    polygon = as_multipolygon(geom)
+    values = {
+        "level": level.value,
+        "name": name,
+        "parent_code": parent,
+        "synthetic": synthetic,
+        "source": source,
+    }
+    changed = added
+    for column, value in values.items():
+        if getattr(region, column) != value:
+            setattr(region, column, value)
+            changed = True
+    if region.geom is None or not shapely.equals_exact(region.geom, polygon, GEOM_TOLERANCE):
+        region.geom = polygon
+        changed = True
+    return "added" if added else "updated" if changed else "unchanged"
