@@ -31,9 +31,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from gridgov import catalog, security
-from gridgov.audit import AUDITED, ChainReport, verify_chain
-from gridgov.auth import hash_password
+from gridgov import audit, catalog, security
+from gridgov.audit import ChainReport, verify_chain
+from gridgov.auth import hash_password, revoke_tokens
 from gridgov.calendar_store import ADMIN_SOURCE, enter_year, load_calendar
 from gridgov.errors import Forbidden, NotFound, Unprocessable
 from gridgov.geo.importer import ImportReport, import_grid_file
@@ -101,10 +101,29 @@ AUDIT_TYPE_LABELS: dict[str, str] = {
     "calendar_day": "节假日",
     "calendar_year": "节假日年度",
     "setting": "系统设置",
+    audit.AUTH: "登录与账号安全",
 }
-"""Chinese names of the audited object types (gridgov.audit.AUDITED)."""
+"""Chinese names of the audited object types (gridgov.audit.AUDITED, and sign-in entries)."""
 
-AUDIT_ACTION_LABELS = {"create": "新增", "update": "修改", "delete": "删除"}
+DATA_ACTION_LABELS = {"create": "新增", "update": "修改", "delete": "删除"}
+AUDIT_ACTION_LABELS = {**DATA_ACTION_LABELS, **audit.AUTH_KINDS}
+"""Chinese names of entry actions: data changes, then sign-in and account-security kinds."""
+
+AUDIT_OUTCOME_LABELS = {"success": "成功", "failure": "失败"}
+
+AUDIT_REASON_LABELS = {
+    "unknown_user": "用户名不存在",
+    "inactive": "账号已停用",
+    "locked": "账号锁定中",
+    "bad_password": "密码错误",
+    "too_many_failures": "连续失败次数达到上限",
+    "bad_current_password": "当前密码错误",
+    "rejected": "新密码不符合要求",
+    "password_changed": "密码已修改",
+    "password_reset": "密码被管理员重置",
+}
+
+AUDIT_CHANNEL_LABELS = {"web": "网页", "api": "接口"}
 
 SOURCE_LABELS = {ADMIN_SOURCE: "管理员录入", "chinese_calendar": "系统预置"}
 """Who entered a year of the holiday table."""
@@ -424,6 +443,8 @@ def update_user(session: Session, actor: User, user: User, data: UserInput) -> U
         user.active = data.active
     if data.password:
         _set_password(user, data.password)
+        audit.record(session, "password_reset", object_id=str(user.id), username=user.username)
+        revoke_tokens(session, user, "password_reset")
     session.flush()
     return user
 
@@ -1048,6 +1069,8 @@ class AuditFilter:
     object_id: str = ""
     actor: str = ""
     action: str = ""
+    outcome: str = ""
+    ip: str = ""
     date_from: date | None = None
     date_to: date | None = None
 
@@ -1066,7 +1089,7 @@ def audit_entries(
     """
     _require(actor, Role.AUDIT_ADMIN, "查看审计日志")
     query = select(AuditEntry)
-    if filters.object_type in AUDITED.values():
+    if filters.object_type in AUDIT_TYPE_LABELS:
         query = query.where(AuditEntry.object_type == filters.object_type)
     if filters.object_id:
         query = query.where(AuditEntry.object_id == filters.object_id)
@@ -1074,6 +1097,15 @@ def audit_entries(
         query = query.where(AuditEntry.actor.ilike(f"%{filters.actor}%"))
     if filters.action in AUDIT_ACTION_LABELS:
         query = query.where(AuditEntry.action == filters.action)
+    if filters.outcome in AUDIT_OUTCOME_LABELS:
+        failures = AuditEntry.action.in_(sorted(audit.AUTH_FAILURES))
+        query = query.where(AuditEntry.object_type == audit.AUTH)
+        query = query.where(failures if filters.outcome == "failure" else ~failures)
+    if filters.ip:
+        query = query.where(
+            AuditEntry.object_type == audit.AUTH,
+            AuditEntry.data.contains(audit.data_fragment("ip", filters.ip), autoescape=True),
+        )
     if filters.date_from:
         query = query.where(AuditEntry.at >= _local_midnight(filters.date_from))
     if filters.date_to:
@@ -1089,6 +1121,53 @@ def verify_audit_log(session: Session, actor: User, key: bytes) -> ChainReport:
     """Recompute the whole chain and name the first broken entry (audit administrator only)."""
     _require(actor, Role.AUDIT_ADMIN, "校验审计日志")
     return verify_chain(session, key)
+
+
+def audit_anchor(session: Session, actor: User) -> audit.Anchor:
+    """Return the chain's head for the audit administrator to keep off the server."""
+    _require(actor, Role.AUDIT_ADMIN, "查看审计日志锚点")
+    return audit.current_anchor(session)
+
+
+@dataclass(frozen=True)
+class SignInView:
+    """A sign-in or account-security entry, in the words the audit page shows."""
+
+    outcome: str
+    outcome_label: str
+    reason: str
+    channel: str
+    ip: str
+    forwarded_for: str
+    user_agent: str
+    details: dict[str, Any]
+
+
+_SIGN_IN_FIELDS = {"outcome", "reason", "channel", "ip", "forwarded_for", "user_agent"}
+
+
+def audit_sign_in(entry: AuditEntry) -> SignInView | None:
+    """Return a sign-in entry's outcome, reason and client for display (None for others)."""
+    if entry.object_type != audit.AUTH:
+        return None
+    try:
+        data = json.loads(entry.data)
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    outcome = str(data.get("outcome", ""))
+    reason = str(data.get("reason", ""))
+    return SignInView(
+        outcome=outcome,
+        outcome_label=AUDIT_OUTCOME_LABELS.get(outcome, outcome),
+        reason=AUDIT_REASON_LABELS.get(reason, reason),
+        channel=AUDIT_CHANNEL_LABELS.get(str(data.get("channel", "")), ""),
+        ip=str(data.get("ip", "")),
+        forwarded_for=str(data.get("forwarded_for", "")),
+        user_agent=str(data.get("user_agent", "")),
+        details={k: v for k, v in data.items() if k not in _SIGN_IN_FIELDS},
+    )
 
 
 def audit_changes(entry: AuditEntry) -> list[tuple[str, Any, Any]] | dict[str, Any] | str:

@@ -479,11 +479,15 @@ def perform(
             )
     photos = _photos(session, user, event, inputs.get("attachment_ids"))
     before_state, before_holder = event.state, holder_label(event)
-    data = _EFFECTS[action](
-        _Ctx(session, user, event, t, inputs, comment, photos, now, tolerance_m, lookups)
-    )
-    if t.target is not None:
-        event.state = t.target.value
+    # No autoflush while the effect runs: its lookups (departments, users to notify, time
+    # limits) would otherwise flush the half-changed event, and each flush writes its own
+    # audit entry and bumps the version. The record's flush below writes the action once.
+    with session.no_autoflush:
+        data = _EFFECTS[action](
+            _Ctx(session, user, event, t, inputs, comment, photos, now, tolerance_m, lookups)
+        )
+        if t.target is not None:
+            event.state = t.target.value
     record = _record(
         session,
         event,
@@ -618,6 +622,7 @@ def _merge(ctx: _Ctx) -> dict[str, Any]:
         f"并入事件 {ctx.event.code}" + (f"：{ctx.comment}" if ctx.comment else ""),
         {"merged_event_id": ctx.event.id, "merged_event_code": ctx.event.code},
         ctx.now,
+        flush=False,  # perform's own record flushes both, with the merged event's final state
     )
     return {"target_event_id": target.id, "target_code": target.code}
 
@@ -957,7 +962,9 @@ def _record(
     now: datetime,
     *,
     holder_before: str | None = None,
+    flush: bool = True,
 ) -> EventAction:
+    """Append the record of an action to `event` (flushed unless the caller flushes later)."""
     record = EventAction(
         action=action,
         actor_id=user.id if user else None,
@@ -972,7 +979,8 @@ def _record(
         data=json.dumps(data, ensure_ascii=False, sort_keys=True, default=str),
     )
     event.actions.append(record)
-    session.flush()
+    if flush:
+        session.flush()
     return record
 
 

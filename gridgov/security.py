@@ -199,9 +199,12 @@ def change_password(
 ) -> None:
     """Replace the user's password after checking the current one and the policy.
 
-    Raises Unprocessable with per-field errors (`fields`) when anything is wrong.
+    Raises Unprocessable with per-field errors (`fields`) when anything is wrong. Success and
+    failure are recorded in the audit chain (the caller commits even when this raises); a
+    change revokes the user's API tokens.
     """
-    from gridgov.auth import check_password, hash_password
+    from gridgov import audit
+    from gridgov.auth import check_password, hash_password, revoke_tokens
 
     policy = get_policy(session)
     errors: dict[str, str] = {}
@@ -219,9 +222,18 @@ def change_password(
     if new and confirm != new:
         errors["confirm_password"] = "两次输入的新密码不一致"
     if errors:
+        audit.record_account(
+            session,
+            "password_change_failed",
+            user,
+            reason="bad_current_password" if "current_password" in errors else "rejected",
+            fields=sorted(errors),
+        )
         raise Unprocessable(
             "密码未修改：" + "；".join(errors.values()), code="bad_password", fields=errors
         )
     user.password_hash = hash_password(new)
     user.password_changed_at = now
     session.flush()
+    audit.record_account(session, "password_changed", user)
+    revoke_tokens(session, user, "password_changed")

@@ -8,24 +8,37 @@ import hmac
 import itertools
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import factories
 import pytest
+from factories import department_of, make_event
 from flask import Flask
 from shapely.geometry import box
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from gridgov import create_app
-from gridgov.audit import GENESIS_MAC, Actor, set_actor, verify_chain
+from gridgov.audit import (
+    GENESIS_MAC,
+    Actor,
+    compute_mac,
+    parse_anchors,
+    set_actor,
+    stored_fields,
+    verify_chain,
+)
 from gridgov.calendar_store import enter_year
 from gridgov.config import Settings
 from gridgov.db import Database
-from gridgov.events import ReportInput, report_event
+from gridgov.events import ReportInput, perform, report_event
 from gridgov.geo.gridsets import GridRecord, save_grid_set
-from gridgov.models import AuditEntry, AuditHead, Grid, Matter, Region, User
+from gridgov.models import AuditEntry, AuditHead, EventState, Grid, Matter, Region, User
+from gridgov.photos import PhotoStore
 from gridgov.regions import active_grid_set
 
 KEY = b"test-audit-key"
@@ -341,3 +354,221 @@ def test_cli_verify_without_a_key_says_so(db: Database, tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "no audit key" in result.output
+
+
+# ---------------------------------------------------------------------------
+# Anchors: what a tail cut off with the head rewritten leaves behind
+
+
+def cut_tail(session: Session, keep: int) -> None:
+    """Delete the entries after `keep` and point the head at it, as a database insider can."""
+    session.execute(text("DELETE FROM audit_log WHERE id > :keep"), {"keep": keep})
+    mac = session.scalar(text("SELECT mac FROM audit_log WHERE id = :keep"), {"keep": keep})
+    session.execute(
+        text("UPDATE audit_head SET last_id = :k, last_mac = :m"), {"k": keep, "m": mac}
+    )
+
+
+def rewrite_with_the_key(session: Session, entry_id: int, data: str) -> None:
+    """Change one entry and re-chain every later one with the real key (an insider with it)."""
+    rows = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.id >= entry_id)
+        .order_by(AuditEntry.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    prev = rows[0].prev_mac
+    for row in rows:
+        body = data if row.id == entry_id else row.data
+        mac = compute_mac(KEY, {**stored_fields(row), "data": body}, prev)
+        session.execute(
+            text("UPDATE audit_log SET data = :d, prev_mac = :p, mac = :m WHERE id = :id"),
+            {"d": body, "p": prev, "m": mac, "id": row.id},
+        )
+        prev = mac
+    session.execute(text("UPDATE audit_head SET last_mac = :m"), {"m": prev})
+
+
+def anchor_now(app: Flask, out: Path) -> str:
+    result = app.test_cli_runner().invoke(args=["audit", "anchor", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def verify(app: Flask, *args: str) -> tuple[int, dict]:
+    result = app.test_cli_runner().invoke(args=["audit", "verify", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, json.loads(result.output)
+
+
+def test_cli_anchor_prints_the_head_and_appends_it(
+    app: Flask, session: Session, users: dict[str, User], chain: int, tmp_path: Path
+) -> None:
+    out = tmp_path / "anchors.txt"
+    first = anchor_now(app, out)
+    head = session.get(AuditHead, 1, populate_existing=True)
+    assert head is not None
+    assert first.startswith(f"gridgov-audit-anchor {chain}:{head.last_mac} ")
+    assert first.endswith("+08:00")  # local time, for the log book
+    report_an_event(session, users)
+    second = anchor_now(app, out)
+    assert out.read_text().splitlines() == [first, second]
+    assert [a.seq for a in parse_anchors(out.read_text())] == [chain, chain + 1]
+
+
+def test_cli_anchor_refuses_a_broken_chain(app: Flask, session: Session, chain: int) -> None:
+    session.execute(text("UPDATE audit_log SET data = '{}' WHERE id = :id"), {"id": chain})
+    result = app.test_cli_runner().invoke(args=["audit", "anchor"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["problem"]["kind"] == "tampered"
+    assert "gridgov-audit-anchor" not in result.output
+
+
+@pytest.mark.parametrize("given", ["file", "expect"])
+def test_a_cut_tail_passes_verify_alone_but_not_an_anchor(
+    app: Flask,
+    session: Session,
+    users: dict[str, User],
+    chain: int,
+    tmp_path: Path,
+    given: str,
+) -> None:
+    out = tmp_path / "anchors.txt"
+    line = anchor_now(app, out)
+    report_an_event(session, users)  # the chain grows past the anchor: still fine
+    args = ["--anchor", str(out)] if given == "file" else ["--expect", line.split()[1]]
+    assert verify(app, *args) == (0, {"ok": True, "entries": chain + 1, **no_problems(1)})
+
+    cut_tail(session, chain - 2)
+    code, alone = verify(app)
+    assert (code, alone) == (0, {"ok": True, "entries": chain - 2})  # what the anchor adds:
+    code, anchored = verify(app, *args)
+    assert code == 1 and anchored["ok"] is False and "problem" not in anchored
+    [problem] = anchored["anchors"]["problems"]
+    assert (problem["entry_id"], problem["kind"]) == (chain, "truncated")
+    assert f"第 {chain} 条" in problem["message"]
+    assert f"链只到第 {chain - 2} 条" in problem["message"]
+    assert f"第 {chain - 1}–{chain} 条被删除" in problem["message"]
+
+
+def no_problems(checked: int) -> dict:
+    return {"anchors": {"checked": checked, "problems": []}}
+
+
+def test_a_rewritten_anchored_entry_is_named(
+    app: Flask, session: Session, chain: int, tmp_path: Path
+) -> None:
+    out = tmp_path / "anchors.txt"
+    anchor_now(app, out)
+    n = chain - 1
+    rewrite_with_the_key(session, n, '{"phone": ["", "13900000000"]}')
+    assert verify(app) == (0, {"ok": True, "entries": chain})  # valid MACs: the key was used
+    code, body = verify(app, "--anchor", str(out))
+    assert code == 1
+    [problem] = body["anchors"]["problems"]
+    assert (problem["entry_id"], problem["kind"]) == (chain, "anchor_mismatch")
+    assert f"第 {chain} 条记录与锚点不符" in problem["message"]
+
+
+def test_every_anchor_in_the_file_is_checked_and_each_failure_named(
+    app: Flask, session: Session, users: dict[str, User], chain: int, tmp_path: Path
+) -> None:
+    out = tmp_path / "anchors.txt"
+    anchor_now(app, out)
+    report_an_event(session, users)
+    anchor_now(app, out)
+    out.write_text("# 审计锚点登记\n\n" + out.read_text())
+    cut_tail(session, chain - 1)
+    code, body = verify(app, "--anchor", str(out))
+    assert code == 1 and body["anchors"]["checked"] == 2
+    assert [(p["entry_id"], p["kind"]) for p in body["anchors"]["problems"]] == [
+        (chain, "truncated"),
+        (chain + 1, "truncated"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--expect", "12"],
+        ["--expect", "12:abc"],
+        ["--expect", ""],
+        ["--anchor", "ANCHOR_FILE"],
+    ],
+)
+def test_unreadable_anchors_are_refused(app: Flask, tmp_path: Path, args: list[str]) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not an anchor\n")
+    args = [str(junk) if a == "ANCHOR_FILE" else a for a in args]
+    result = app.test_cli_runner().invoke(args=["audit", "verify", *args])
+    assert result.exit_code == 2, result.output
+
+
+def test_parse_anchors_reads_printed_and_typed_lines() -> None:
+    mac = "AB" * 32
+    text_in = f"# log\n\ngridgov-audit-anchor 7:{'0' * 64} 2026-01-01T08:00:00+08:00\n 9:{mac}\n"
+    assert [(a.seq, a.mac) for a in parse_anchors(text_in)] == [(7, "0" * 64), (9, mac.lower())]
+    with pytest.raises(ValueError, match="line 2"):
+        parse_anchors(f"1:{mac}\n1:{mac[:-1]}\n")
+
+
+# ---------------------------------------------------------------------------
+# One workflow action, one entry per changed row
+
+
+def test_a_dispatch_leaves_one_update_entry_with_the_final_values(
+    session: Session, users: dict[str, User]
+) -> None:
+    event = make_event(session, users, EventState.ACCEPTED)
+    version = event.version
+    before = last_id(session)
+    perform(
+        session,
+        users["zzzx"],
+        event.id,
+        "dispatch",
+        {"lead_department_id": department_of(users, "pcs"), "comment": "派给派出所"},
+    )
+    [entry] = entries_after(session, before)
+    assert (entry.action, entry.object_type, entry.object_id) == ("update", "event", str(event.id))
+    changes = json.loads(entry.data)
+    assert changes["state"] == ["accepted", "dispatched"]
+    assert changes["holder_level"] == ["town", "department"]
+    assert changes["stage"] == ["dispatch", "handle"]
+    assert changes["lead_department_id"] == [None, department_of(users, "pcs")]
+    assert event.version == version + 1
+
+
+@pytest.mark.parametrize("level", ["town", "county"])
+def test_each_step_of_a_lifecycle_leaves_one_entry_per_changed_row(
+    session: Session,
+    users: dict[str, User],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    level: str,
+) -> None:
+    steps: list[tuple[str, Counter[Entry]]] = []
+
+    def counted(s: Session, user: User, event_id: int, action: str, *a: Any, **kw: Any) -> Any:
+        before = last_id(s)
+        done = perform(s, user, event_id, action, *a, **kw)
+        rows = entries_after(s, before)
+        steps.append((action, Counter((e.action, e.object_type, e.object_id) for e in rows)))
+        assert ("update", "event", str(event_id)) in steps[-1][1], action
+        return done
+
+    monkeypatch.setattr(factories, "perform", counted)
+    make_event(session, users, EventState.CLOSED, level=level, store=PhotoStore(tmp_path))
+    assert len(steps) >= 5
+    assert [(action, max(n.values())) for action, n in steps] == [(a, 1) for a, _ in steps]
+
+
+def test_a_merge_leaves_one_entry_for_the_merged_event(
+    session: Session, users: dict[str, User]
+) -> None:
+    target = make_event(session, users, EventState.REPORTED)
+    merged = make_event(session, users, EventState.REPORTED)
+    before = last_id(session)
+    perform(session, users["zzzx"], merged.id, "merge", {"target_event_id": target.id})
+    mine = [e for e in entries_after(session, before) if e.object_id == str(merged.id)]
+    assert len(mine) == 1

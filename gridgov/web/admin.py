@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 
 from gridgov import admin_ops as ops
 from gridgov import catalog, security
+from gridgov.audit import AUTH_KINDS
 from gridgov.db import utcnow
 from gridgov.errors import NotFound, Unprocessable
 from gridgov.models import (
@@ -793,6 +794,8 @@ def _audit_filter(form: Form) -> ops.AuditFilter:
         object_id=form.optional("object_id", "对象编号", max_length=64),
         actor=form.optional("actor", "操作人", max_length=64),
         action=form.text("action"),
+        outcome=form.text("outcome"),
+        ip=form.optional("ip", "来源地址", max_length=45),
         date_from=_parse_date_field(form, "date_from", "开始日期"),
         date_to=_parse_date_field(form, "date_to", "结束日期"),
     )
@@ -816,11 +819,12 @@ def audit() -> Any:
     filters = _audit_filter(form)
     page = page_arg()
     rows, total = ops.audit_entries(session, actor, filters, page)
-    report = None
+    report = anchor = None
     if request.args.get("verify"):
         key = current_app.extensions["gridgov.db"].audit_key
         if key:
             report = ops.verify_audit_log(session, actor, key)
+            anchor = ops.audit_anchor(session, actor) if report.ok else None
         else:
             form.add_error("", "未配置审计密钥，无法校验完整性")
     args = {k: v for k, v in request.args.items() if k not in ("page", "verify") and v}
@@ -833,7 +837,12 @@ def audit() -> Any:
         pages=page_count(total, ops.PER_PAGE),
         args=args,
         report=report,
+        anchor=anchor,
         types=ops.AUDIT_TYPE_LABELS,
+        data_actions=ops.DATA_ACTION_LABELS,
+        auth_actions=AUTH_KINDS,
         actions=ops.AUDIT_ACTION_LABELS,
+        outcomes=ops.AUDIT_OUTCOME_LABELS,
         changes={e.id: ops.audit_changes(e) for e in rows},
+        sign_ins={e.id: ops.audit_sign_in(e) for e in rows},
     )

@@ -3,6 +3,10 @@
 Browser sessions are Flask's signed cookie: ``user_id`` (who), ``seen`` (last activity, epoch
 seconds) and ``csrf_token``. Before every request the guard ends a session idle longer than
 the policy allows and sends a user whose password has expired to the change-password page.
+
+Sign-in, sign-out, idle-timeout expiry and password changes are recorded in the audit chain
+(gridgov.audit.record), with the client address and user agent attached to each request's
+database session here. An idle session is seen to expire only when its browser comes back.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from gridgov import security
+from gridgov import audit, security
 from gridgov.auth import authenticate
 from gridgov.db import utcnow
 from gridgov.errors import Forbidden, Unauthorized, Unprocessable
@@ -119,6 +123,38 @@ def _start_session(user: User) -> None:
     csrf_token()
 
 
+def request_client() -> audit.Client:
+    """Return who is calling, as the audit log records it (peer address, user agent)."""
+    return audit.Client.of(
+        request.remote_addr,
+        request.user_agent.string,
+        "api" if request.path.startswith("/api/") else "web",
+        request.headers.get("X-Forwarded-For", ""),
+    )
+
+
+@bp.before_app_request
+def note_client() -> None:
+    """Attach the caller to this request's database session for sign-in audit records."""
+    if request.endpoint != "static":
+        audit.set_client(get_session(), request_client())
+
+
+def _record_expiry(user_id: Any, idle_seconds: int, idle_minutes: int) -> None:
+    db = get_session()
+    user = db.get(User, user_id) if isinstance(user_id, int) else None
+    if user is None:
+        return
+    audit.record_account(
+        db,
+        "session_expired",
+        user,
+        reason="idle_timeout",
+        idle_seconds=idle_seconds,
+        idle_minutes=idle_minutes,
+    )
+
+
 @bp.before_app_request
 def guard_session() -> Any:
     """End idle browser sessions; keep users with an expired password on the change page.
@@ -134,6 +170,8 @@ def guard_session() -> Any:
     now = int(time.time())
     seen = session.get("seen", now)
     if now - int(seen) > policy.idle_minutes * 60:
+        _record_expiry(session.get("user_id"), now - int(seen), policy.idle_minutes)
+        get_session().commit()  # the 401 / redirect below must not roll the record back
         session.clear()
         if _is_api():
             return _json_error(401, "session_expired", "会话已超时，请重新登录")
@@ -187,6 +225,9 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Response:
+    user = current_user()
+    if user is not None:
+        audit.record_account(get_session(), "logout", user)
     session.clear()
     return redirect(url_for("auth.login", logged_out=1))
 
@@ -210,6 +251,7 @@ def change_password() -> Any:
                 utcnow(),
             )
         except Unprocessable as exc:
+            db.commit()  # keep the failed attempt's audit record: the 422 would roll it back
             form.add_error_from(exc)
         else:
             flash("密码已修改", "success")
