@@ -548,6 +548,11 @@ class _Ctx:
             return self.lookups.limits_for(self.session, e.matter_code, e.urgency)[stage]
         return _limits(self.session, e.matter_code, e.urgency)[stage]
 
+    def stage_late(self) -> bool:
+        """Return whether the current stage's deadline has passed (the action is late)."""
+        due = self.event.stage_due_at
+        return due is not None and self.now > due
+
     def start_stage(self, stage: Stage | None) -> None:
         e = self.event
         limit = self.limit(stage) if stage else None
@@ -801,6 +806,7 @@ def _handle(ctx: _Ctx) -> dict[str, Any]:
         _need_photos(ctx, "after", "处置后照片")
     e.handled_at = ctx.now
     e.extension_pending_days = None
+    e.handle_late = e.handle_late or ctx.stage_late()
     reporter = ctx.session.get(User, e.reporter_id)
     if (
         e.source == Source.GRID_WORKER
@@ -826,6 +832,7 @@ def _closing_centre(e: Event) -> tuple[str, str]:
 def _verify_pass(ctx: _Ctx) -> dict[str, Any]:
     e = ctx.event
     e.verified_at = ctx.now
+    e.verify_late = e.verify_late or ctx.stage_late()
     _set_holder(e, *_closing_centre(e))
     ctx.start_stage(None)
     notify_holder(ctx.session, e, "close", f"事件 {e.code} 核查通过，待结案", ctx.now)
@@ -835,6 +842,7 @@ def _verify_pass(ctx: _Ctx) -> dict[str, Any]:
 def _verify_fail(ctx: _Ctx) -> dict[str, Any]:
     e = ctx.event
     e.rework_count += 1
+    e.verify_late = e.verify_late or ctx.stage_late()
     if e.lead_department_id is not None and not e.self_handled:
         e.state = EventState.HANDLING.value
         _set_holder(e, HolderLevel.DEPARTMENT.value, e.lead_department_id)

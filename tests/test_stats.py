@@ -203,6 +203,13 @@ COUNTY_MARCH = {
     "dispatched": 5,  # E1 E2 E3 E5 E6
     "extended": 1,  # E6
     "handled": 5,  # E1 E2 E5 E6 E11
+    "handled_by_department": 4,  # E1 E2 E5 E6 (E11 self-handled)
+    # Handle stage: 1 working day from dispatch (0101). E1 dispatched Mon 3-3 09:20, handled
+    # Tue 10:00 (40 minutes late); E2 handled 3-20 for a 3-6 deadline. E5 (both times) and
+    # E6 (extended by 2 days) on time.
+    "handled_late": 2,  # E1 E2
+    "verified": 5,  # passed: E1 E2 E5 E6 E11 (E5 also failed once)
+    "verified_late": 0,  # each verified within the hour after handling
     "reworked": 1,  # E5
     "returns": 1,  # E3 once
     "evaluated": 3,  # E1 E2 E5
@@ -216,6 +223,8 @@ COUNTY_MARCH = {
     "due_closure_rate": 0.8333,  # 5 / 6
     "due_on_time_rate": 0.6667,  # 4 / 6
     "rework_rate": 0.2,  # 1 / 5
+    "handle_on_time_rate": 0.5,  # 1 − 2 / 4
+    "verify_on_time_rate": 1.0,  # 1 − 0 / 5
     "extension_rate": 0.2,  # 1 / 5
     "satisfaction_rate": 0.6667,  # (1 + 1) / 3
     "valid_rate": 0.5,  # 6 / 12
@@ -464,6 +473,88 @@ def test_shelved_clock_is_paused(session: Session, users: dict[str, User], tmp_p
     assert e8.due_at < at(6, 1)
     # Overdue open: E3 (shelved late) + E12 (河田镇, due early April, open); not E8.
     assert totals["overdue_open"] == 2
+
+
+# Week of Monday 2025-04-07 (no holiday); matter 0101: handle and verify 1 working day each,
+# the handle stage from dispatch (Mon 09:20), the verify stage from handling.
+# Steps after signing (Mon 09:30): (actor, action, day, hour, minute, inputs).
+TIMELINESS = {
+    "handled a minute early": (
+        [("hwsuo", "handle", 8, 9, 19, {}), ("wgy", "verify_pass", 8, 10, 0, {})],
+        (False, False),
+    ),
+    "handled a minute late": (
+        [("hwsuo", "handle", 8, 9, 21, {}), ("wgy", "verify_pass", 8, 10, 0, {})],
+        (True, False),
+    ),
+    "late only without the approved extension": (
+        [
+            ("hwsuo", "request_extension", 7, 10, 0, {"days": 2}),
+            ("zzzx", "approve_extension", 7, 11, 0, {}),
+            ("hwsuo", "handle", 10, 9, 0, {}),
+            ("wgy", "verify_pass", 10, 10, 0, {}),
+        ],
+        (False, False),
+    ),
+    "verified a day and a minute after handling": (
+        [("hwsuo", "handle", 8, 9, 0, {}), ("wgy", "verify_pass", 9, 9, 1, {})],
+        (False, True),
+    ),
+    "failed late, reworked and passed in time": (
+        [
+            ("hwsuo", "handle", 7, 14, 0, {}),
+            ("wgy", "verify_fail", 8, 15, 0, {}),
+            ("hwsuo", "handle", 9, 9, 0, {}),
+            ("wgy", "verify_pass", 9, 10, 0, {}),
+        ],
+        (False, True),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TIMELINESS))
+def test_handling_and_verification_timeliness(
+    session: Session, users: dict[str, User], case: str
+) -> None:
+    steps, (handle_late, verify_late) = TIMELINESS[case]
+    wgy, zzzx, hwsuo = users["wgy"], users["zzzx"], users["hwsuo"]
+    point = point_of(session, wgy.grid_codes[0])
+    event = report_event(
+        session,
+        wgy,
+        ReportInput("0101", "normal", "时效测试", point[0], point[1], uuid.uuid4().hex),
+        now=at(4, 7, 9, 0),
+    ).event
+    perform(session, zzzx, event.id, "accept", {}, now=at(4, 7, 9, 10))
+    perform(
+        session,
+        zzzx,
+        event.id,
+        "dispatch",
+        {"lead_department_id": hwsuo.department_id},
+        now=at(4, 7, 9, 20),
+    )
+    perform(session, hwsuo, event.id, "sign", {}, now=at(4, 7, 9, 30))
+    for who, action, day, hour, minute, inputs in steps:
+        perform(
+            session,
+            users[who],
+            event.id,
+            action,
+            {"comment": action, **inputs},
+            now=at(4, day, hour, minute),
+        )
+    assert (event.handle_late, event.verify_late) == (handle_late, verify_late)
+    april = {"date_from": date(2025, 4, 7), "date_to": date(2025, 4, 7)}
+    totals = compute(session, users["ld"], **april, as_of=at(4, 11))["totals"]
+    assert (totals["handled_by_department"], totals["verified"]) == (1, 1)
+    assert (totals["handled_late"], totals["verified_late"]) == (handle_late, verify_late)
+    assert totals["handle_on_time_rate"] == (0.0 if handle_late else 1.0)
+    assert totals["verify_on_time_rate"] == (0.0 if verify_late else 1.0)
+    by_worker = compute(session, users["ld"], **april, group_by="reporter", as_of=at(4, 11))
+    assert [(g["key"], g["verify_on_time_rate"]) for g in by_worker["groups"]] == [
+        (wgy.id, 0.0 if verify_late else 1.0)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -123,11 +124,14 @@ COVERED_COLUMNS = (
     "accepted_at",
     "dispatched_at",
     "handled_at",
+    "verified_at",
     "closed_at",
     "due_at",
     "shelved_at",
     "overdue",
     "self_handled",
+    "handle_late",
+    "verify_late",
     "extension_count",
     "rework_count",
     "return_count",
@@ -252,6 +256,10 @@ class Event(Base):
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     return_count: Mapped[int] = mapped_column(Integer, default=0)
     self_handled: Mapped[bool] = mapped_column(Boolean, default=False)
+    handle_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A department reported it handled (处置反馈) at least once after the stage deadline."""
+    verify_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """It was verified (核查, passed or failed) at least once after the stage deadline."""
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
     satisfaction: Mapped[str | None] = mapped_column(String(12))
     version: Mapped[int] = mapped_column(Integer, default=1)
