@@ -162,7 +162,17 @@ CARDS = (
     "avg_handling_hours",
 )
 """The numbers of PRODUCT.md §5, in the order leaders read them."""
-SECONDARY = ("open", "overdue", "overdue_open", "due", "handled", "self_handled", "valid_rate")
+SECONDARY = (
+    "open",
+    "overdue",
+    "overdue_open",
+    "due",
+    "handled",
+    "self_handled",
+    "valid_rate",
+    "handle_on_time_rate",
+    "verify_on_time_rate",
+)
 
 BREAKDOWNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
@@ -190,6 +200,7 @@ BREAKDOWNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         (
             "received",
             "closed",
+            "handle_on_time_rate",
             "due_on_time_rate",
             "rework_rate",
             "returns",
@@ -214,7 +225,15 @@ BREAKDOWNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "reporter",
         "按网格员（上报人）",
-        ("received", "valid", "valid_rate", "self_handled", "closed", "closure_rate"),
+        (
+            "received",
+            "valid",
+            "valid_rate",
+            "self_handled",
+            "verify_on_time_rate",
+            "closed",
+            "closure_rate",
+        ),
     ),
 )
 DENSITY_LEVELS = ("town", "village")
