@@ -32,11 +32,11 @@ from gridgov.models import (
     MatterCategory,
     MatterTimeLimit,
     Region,
-    Setting,
     Stage,
     TimeUnit,
     Urgency,
 )
+from gridgov.settings_store import get_text, put_text
 
 DATA_DIR = Path(__file__).parent / "data"
 DEPARTMENTS_PATH = DATA_DIR / "departments.json"
@@ -527,8 +527,8 @@ def load_matters_data(
                 session.add(matter)
             _update_matter(matter, category, item)
             count += 1
-    _put_setting(session, VERSION_SETTING, data.get("version", ""))
-    _put_setting(session, SOURCE_SETTING, data.get("source", ""))
+    put_text(session, VERSION_SETTING, data.get("version", ""))
+    put_text(session, SOURCE_SETTING, data.get("source", ""))
     session.flush()
     return count
 
@@ -565,23 +565,6 @@ def _update_matter(matter: Matter, category: MatterCategory, item: dict[str, Any
                 limit.amount, limit.unit = amount, unit
 
 
-def _put_setting(session: Session, key: str, value: str) -> None:
-    encoded = json.dumps(value, ensure_ascii=False)
-    setting = session.get(Setting, key)
-    if setting is None:
-        session.add(Setting(key=key, value=encoded))
-    elif setting.value != encoded:
-        setting.value = encoded
-
-
-def _get_setting(session: Session, key: str) -> str:
-    setting = session.get(Setting, key)
-    if setting is None:
-        return ""
-    value = json.loads(setting.value)
-    return value if isinstance(value, str) else ""
-
-
 def export_matters(session: Session) -> dict[str, Any]:
     """Return the matter list in the shape of matters.json, ready to edit and load again."""
     categories = session.scalars(
@@ -593,8 +576,8 @@ def export_matters(session: Session) -> dict[str, Any]:
         .order_by(MatterCategory.sort, MatterCategory.code)
     ).all()
     return {
-        "version": _get_setting(session, VERSION_SETTING),
-        "source": _get_setting(session, SOURCE_SETTING),
+        "version": get_text(session, VERSION_SETTING),
+        "source": get_text(session, SOURCE_SETTING),
         "categories": [
             {
                 "code": c.code,

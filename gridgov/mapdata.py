@@ -48,6 +48,7 @@ from gridgov.models import (
     Source,
     User,
 )
+from gridgov.regions import geodata_version
 from gridgov.workflow.worktime import SHANGHAI
 
 # ---------------------------------------------------------------------------
@@ -458,10 +459,17 @@ def clear_cache() -> None:
     """Forget every cached simplified geometry (after a grid import in the same process)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+    with _AREA_LOCK:
+        _AREAS.clear()
 
 
 def _version(session: Session, level: str, county: str = "") -> tuple[Any, ...]:
-    """Return what changes when the level's polygons change: grid sets, or the region rows."""
+    """Return what changes when the level's polygons change: the geodata version (bumped by
+    every import, in any process), and the grid sets or the region rows themselves."""
+    return (geodata_version(session), *_rows_version(session, level, county))
+
+
+def _rows_version(session: Session, level: str, county: str) -> tuple[Any, ...]:
     if level == "grid":
         rows = session.execute(
             select(GridSet.id, GridSet.grid_count, GridSet.created_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
@@ -9,6 +10,25 @@ from sqlalchemy.orm import Session
 
 from gridgov.errors import NotFound, Unprocessable
 from gridgov.models import Grid, GridSet, Level, Region
+from gridgov.settings_store import get_text, put_text
+
+GEODATA_VERSION = "geodata.version"
+"""Setting changed with every change to regions or grid sets: part of every cache key of
+geometry (grid index, map polygons), so other server processes notice an import too."""
+
+
+def geodata_version(session: Session) -> str:
+    """Return the current geodata version ("" before any change was marked)."""
+    return get_text(session, GEODATA_VERSION)
+
+
+def mark_geodata_changed(session: Session) -> None:
+    """Give the geodata a new version (once per transaction, however many rows change)."""
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get(GEODATA_VERSION) is transaction:
+        return
+    put_text(session, GEODATA_VERSION, uuid.uuid4().hex)
+    session.info[GEODATA_VERSION] = transaction
 
 
 def active_grid_set(session: Session, county_code: str) -> GridSet | None:

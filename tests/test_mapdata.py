@@ -24,7 +24,8 @@ from gridgov.auth import issue_token
 from gridgov.db import utcnow
 from gridgov.errors import Forbidden, Unprocessable
 from gridgov.geo.crs import from_wgs84
-from gridgov.models import Event, EventState, User
+from gridgov.geo.sample import upsert_region
+from gridgov.models import Event, EventState, Level, Region, User
 from gridgov.photos import PhotoStore
 from gridgov.workflow.worktime import SHANGHAI
 
@@ -230,6 +231,31 @@ def test_geometries_are_simplified_per_zoom_and_cached(session: Session, scene: 
 
     assert vertices(coarse) < vertices(fine)
     assert coarse.codes == fine.codes
+
+
+def test_polygons_follow_a_change_made_elsewhere(session: Session) -> None:
+    # A region import in another process changes a village's name and outline: the cached
+    # polygons are rebuilt (the geodata version is in the key) without clear_cache() here.
+    before = mapdata.shapes(session, "village", 12, county="441523")
+    code = before.codes[0]
+    region = session.get(Region, code)
+    assert region is not None
+    smaller = region.geom.buffer(-0.0005)
+    upsert_region(
+        session,
+        code,
+        Level.VILLAGE,
+        "改名测试村",
+        region.parent_code,
+        smaller,
+        synthetic=region.synthetic,
+        source=region.source,
+    )
+    session.flush()
+    after = mapdata.shapes(session, "village", 12, county="441523")
+    i = after.codes.index(code)
+    assert after.names[i] == "改名测试村"
+    assert after.bounds[i][0] > before.bounds[before.codes.index(code)][0]
 
 
 @pytest.mark.parametrize("level", ["town", "village", "grid"])

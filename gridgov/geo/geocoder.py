@@ -20,6 +20,7 @@ from gridgov.errors import BadRequest, Unprocessable
 from gridgov.geo import crs as crs_module
 from gridgov.geo.index import GridIndex, Hit
 from gridgov.models import Grid, GridSet, Level, Region
+from gridgov.regions import geodata_version
 
 __all__ = [
     "GridCatalog",
@@ -156,7 +157,7 @@ def _build_catalog(session: Session, set_ids: list[int]) -> GridCatalog:
 def grid_catalog(session: Session) -> GridCatalog:
     """Return the cached index of all active grid sets, building it after any change."""
     sets = _active_sets_key(session)
-    key = (_database_key(session), sets)
+    key = (_database_key(session), geodata_version(session), sets)
     catalog = _cache.get(key)
     if catalog is not None:
         return catalog

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from gridgov.geo.crs import area_m2
 from gridgov.models import Grid, GridSet
+from gridgov.regions import mark_geodata_changed
 
 
 @dataclass(frozen=True)
@@ -75,5 +76,6 @@ def save_grid_set(
     ]
     session.add_all(rows)
     grid_set.grid_count = len(rows)
+    mark_geodata_changed(session)
     session.flush()
     return grid_set

@@ -56,7 +56,7 @@ from gridgov.models import (
     Region,
     User,
 )
-from gridgov.regions import active_grid_set
+from gridgov.regions import active_grid_set, mark_geodata_changed
 
 __all__ = [
     "COUNTY_LAYER",
@@ -557,6 +557,7 @@ def save(job: RegionImport, session: Session) -> None:
     for role in ("villages", "towns"):
         for code in job.removed[role]:
             session.delete(job.existing[code])
+            mark_geodata_changed(session)
         session.flush()
     report.departments = setup_county(session, county.code)["departments"]
     given = job.records.get("grids")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from gridgov.config import ROOT
 from gridgov.geo.gridsets import GridRecord, as_multipolygon, save_grid_set
 from gridgov.models import Level, Region
-from gridgov.regions import active_grid_set
+from gridgov.regions import active_grid_set, mark_geodata_changed
 
 GEODATA = ROOT / "geodata"
 SAMPLE_COUNTIES = ("441523", "441427")
@@ -116,4 +116,6 @@ def upsert_region(
     if region.geom is None or not shapely.equals_exact(region.geom, polygon, GEOM_TOLERANCE):
         region.geom = polygon
         changed = True
+    if changed:
+        mark_geodata_changed(session)
     return "added" if added else "updated" if changed else "unchanged"

@@ -17,6 +17,7 @@ from gridgov.errors import Unprocessable
 from gridgov.geo import geocoder
 from gridgov.geo.crs import distance_m, from_wgs84
 from gridgov.geo.gridsets import GridRecord, save_grid_set
+from gridgov.geo.sample import upsert_region
 from gridgov.models import Grid, Level, Region
 from gridgov.regions import active_grid_set
 
@@ -104,6 +105,28 @@ def test_placement_names_the_whole_hierarchy(session: Session) -> None:
     assert (body["county_code"], body["county_name"]) == ("441523", "陆河县")
     assert body["grid_name"]
     assert (body["lng"], body["lat"]) == (round(point.x, 7), round(point.y, 7))
+
+
+def test_a_renamed_village_is_named_without_clearing_the_cache(session: Session) -> None:
+    # Another process (a CLI import) renames the village: this process's cached index
+    # notices through the geodata version, with no clear_index_cache() here.
+    village = session.get(Region, OUYTIAN)
+    assert village is not None
+    point = village.geom.representative_point()
+    assert geocoder.geocode(session, point.x, point.y).village_name == "欧田村委会"
+    outcome = upsert_region(
+        session,
+        OUYTIAN,
+        Level.VILLAGE,
+        "欧田社区",
+        village.parent_code,
+        village.geom,
+        synthetic=village.synthetic,
+        source=village.source,
+    )
+    session.flush()
+    assert outcome == "updated"
+    assert geocoder.geocode(session, point.x, point.y).village_name == "欧田社区"
 
 
 @pytest.mark.parametrize("direction", ["east", "south"])
