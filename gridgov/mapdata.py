@@ -132,6 +132,8 @@ AREA_KPIS = (
     "satisfaction_rate",
 )
 """The KPIs every polygon carries (popups, tooltips); the metric's value is `value`."""
+TOTAL_KPIS = ("received", "closed", "open", "overdue", "closure_rate", "overdue_rate")
+"""The totals the map page shows beside the map (templates/map/index.html)."""
 
 
 @dataclass(frozen=True)
@@ -571,7 +573,14 @@ def areas(session: Session, user: User, q: MapQuery, as_of: datetime) -> dict[st
     check_query(user, q)
     level = q.draw_level
     metric = METRICS[q.metric]
-    result = stats.compute(session, user, group_by=level, as_of=as_of, **q.stats_args())
+    result = stats.compute(
+        session,
+        user,
+        group_by=level,
+        as_of=as_of,
+        kpis=(*AREA_KPIS, metric.key, *TOTAL_KPIS),
+        **q.stats_args(),
+    )
     by_code = {g["key"]: g for g in result["groups"]}
     prefix = q.region or user.region_code  # check_query: a region lies inside the user's
     found = shapes(session, level, q.zoom, q.crs, county=prefix[:6])
@@ -584,7 +593,7 @@ def areas(session: Session, user: User, q: MapQuery, as_of: datetime) -> dict[st
         by_code.get(c, {}).get(metric.key) for c in found.codes if c.startswith(prefix)
     ]
     classes = legend(metric, in_jurisdiction)
-    empty = stats.derive({c.key: 0 for c in stats.COUNTS})
+    empty = stats.derive(dict.fromkeys(result["totals"], 0))
     features = []
     for i in np.flatnonzero(mask):
         code = found.codes[i]

@@ -17,7 +17,7 @@ without a region the period uses ix_events_reported_at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -495,21 +495,41 @@ def definitions() -> dict[str, dict[str, str]]:
 
 
 def derive(counts: Mapping[str, float]) -> dict[str, Any]:
-    """Return the counts with every rate added (None where a denominator is 0).
+    """Return the counts with every rate they allow added (None where a denominator is 0).
 
-    Rates come from the exact counts; sums of hours are rounded only in the result.
+    Rates come from the exact counts; sums of hours are rounded only in the result. Given
+    only some counts (`counts_for`), only the rates made of those are added.
     """
     row: dict[str, Any] = {
         c.key: counts[c.key] if c.decimals is None else round(counts[c.key], c.decimals)
         for c in COUNTS
+        if c.key in counts
     }
     for r in RATES:
-        row[r.key] = r.value(counts)
+        if r.denominator in counts and all(k in counts for k in r.numerator):
+            row[r.key] = r.value(counts)
     return row
 
 
-def _zero() -> dict[str, float]:
-    return {c.key: 0 for c in COUNTS}
+def counts_for(kpis: Collection[str] | None) -> tuple[Count, ...]:
+    """Return the counts that the KPIs `kpis` (all if None) are made of, in registry order.
+
+    `received` is always among them: groups are ranked by it.
+    """
+    if kpis is None:
+        return COUNTS
+    unknown = sorted(set(kpis) - set(KPIS))
+    if unknown:
+        raise ValueError(f"unknown KPIs: {unknown}")
+    needed = {"received"}
+    for key in kpis:
+        kpi = KPIS[key]
+        needed |= {kpi.key} if isinstance(kpi, Count) else {*kpi.numerator, kpi.denominator}
+    return tuple(c for c in COUNTS if c.key in needed)
+
+
+def _zero(counts: Sequence[Count] = COUNTS) -> dict[str, float]:
+    return {c.key: 0 for c in counts}
 
 
 def _clean(c: Count, value: Any) -> float:
@@ -727,12 +747,15 @@ def compute(
     matter: str | None = None,
     source: str | None = None,
     as_of: datetime | None = None,
+    kpis: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Return the KPIs of the events received in [date_from, date_to] the user may see.
 
     {"totals": {...}, "groups": [{"key", "name", ...}], "definitions": {...}, "filter": {...}};
     groups ranked by received (time buckets in order, empty ones included); the aggregates
-    come from one grouped query, and totals are the sum of the groups.
+    come from one grouped query, and totals are the sum of the groups. `kpis` limits the
+    result to those KPIs (and the counts they are made of): the query then aggregates only
+    those, which is what the map's areas ask for on every pan and zoom.
     """
     check_filter(
         user,
@@ -755,21 +778,22 @@ def compute(
             sources=(source,) if source else (),
         ),
     ]
-    aggregates = [c.aggregate(ctx).label(c.key) for c in COUNTS]
+    counts = counts_for(kpis)
+    aggregates = [c.aggregate(ctx).label(c.key) for c in counts]
 
     groups: list[dict[str, Any]] = []
     if group_by is None:
         row = session.execute(select(*aggregates).where(*where)).one()
-        totals = {c.key: _clean(c, v) for c, v in zip(COUNTS, row, strict=True)}
+        totals = {c.key: _clean(c, v) for c, v in zip(counts, row, strict=True)}
     else:
         dim = DIMENSIONS[group_by]
         key = dim.column(ctx)
         rows = session.execute(select(key, *aggregates).where(*where).group_by(key)).all()
         by_key = {
-            r[0]: {c.key: _clean(c, v) for c, v in zip(COUNTS, r[1:], strict=True)} for r in rows
+            r[0]: {c.key: _clean(c, v) for c, v in zip(counts, r[1:], strict=True)} for r in rows
         }
-        if group_by == "department":
-            _attribute_returns(session, where, by_key)
+        if group_by == "department" and any(c.key == "returns" for c in counts):
+            _attribute_returns(session, where, by_key, counts)
         if dim.time:
             keys: list[Any] = time_keys(group_by, date_from, date_to)
             keys += sorted(set(by_key) - set(keys))
@@ -778,13 +802,13 @@ def compute(
             keys = sorted(by_key, key=lambda k: (-by_key[k]["received"], k is None, str(k)))
             names = dim.names(session, keys)
         groups = [
-            {"key": k, "name": names.get(k, str(k)), **derive(by_key.get(k) or _zero())}
+            {"key": k, "name": names.get(k, str(k)), **derive(by_key.get(k) or _zero(counts))}
             for k in keys
         ]
-        totals = _zero()
-        for counts in by_key.values():
-            for c in COUNTS:
-                totals[c.key] += counts[c.key]
+        totals = _zero(counts)
+        for group in by_key.values():
+            for c in counts:
+                totals[c.key] += group[c.key]
     return {
         "totals": derive(totals),
         "groups": groups,
@@ -803,7 +827,10 @@ def compute(
 
 
 def _attribute_returns(
-    session: Session, where: list[ColumnElement[bool]], by_key: dict[Any, dict[str, float]]
+    session: Session,
+    where: list[ColumnElement[bool]],
+    by_key: dict[Any, dict[str, float]],
+    counts: Sequence[Count],
 ) -> None:
     """Count each return (回退) against the department that made it, not the final lead."""
     # holder_before of a 'return' action is 'department:<id>': the department returning it.
@@ -813,12 +840,12 @@ def _attribute_returns(
         .where(*where, EventAction.action == "return")
         .group_by(EventAction.holder_before)
     ).all()
-    for counts in by_key.values():
-        counts["returns"] = 0
+    for group in by_key.values():
+        group["returns"] = 0
     for holder, n in made:
         level, _, ref = holder.partition(":")
         department_id = int(ref) if level == "department" and ref.isdigit() else None
-        by_key.setdefault(department_id, _zero())["returns"] += n
+        by_key.setdefault(department_id, _zero(counts))["returns"] += n
 
 
 # ---------------------------------------------------------------------------

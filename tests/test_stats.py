@@ -31,6 +31,7 @@ from gridgov.stats import (
     RATES,
     Context,
     compute,
+    counts_for,
     definitions,
     parse_args,
 )
@@ -680,3 +681,28 @@ def test_numbers_read_the_covering_index(
     cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
     plan = " ".join(str(row[-1]) for row in cursor.fetchall())
     assert f"USING COVERING INDEX {index}" in plan, plan
+
+
+def test_any_subset_of_kpis_gives_the_same_numbers(
+    session: Session, users: dict[str, User], march: March
+) -> None:
+    full = compute(session, users["ld"], **MARCH, group_by="department", as_of=AS_OF)
+    for key in KPIS:
+        part = compute(
+            session, users["ld"], **MARCH, group_by="department", as_of=AS_OF, kpis=[key]
+        )
+        made_of = {c.key for c in counts_for([key])}
+        assert key in part["totals"] and "received" in made_of
+        assert set(part["totals"]) <= made_of | set(RATES_BY_KEY), key
+        assert part["totals"] == {k: full["totals"][k] for k in part["totals"]}, key
+        assert [g["key"] for g in part["groups"]] == [g["key"] for g in full["groups"]]
+        for got, want in zip(part["groups"], full["groups"], strict=True):
+            assert got == {k: want[k] for k in got}, (key, got["key"])
+    assert counts_for(["closure_rate"]) == tuple(
+        c for c in COUNTS if c.key in ("received", "closed")
+    )
+    with pytest.raises(ValueError, match="unknown KPIs"):
+        counts_for(["no_such_kpi"])
+
+
+RATES_BY_KEY = {r.key for r in RATES}

@@ -134,6 +134,7 @@ def map_index() -> Any:
         overdue=args.get("overdue") in ("1", "true"),
         at=args.get("at", ""),
         basemap=settings.basemap,
+        total_kpis=mapdata.TOTAL_KPIS,
         kpi_names={k: v.name for k, v in stats.KPIS.items()},
         kpi_defs={k: v.definition for k, v in stats.KPIS.items()},
     )
