@@ -112,11 +112,13 @@ def import_a_grid_set(session: Session, users: dict[str, User]) -> list[Entry]:
         [GridRecord("441523105203901", "测试网格", box(p.x - 0.001, p.y - 0.001, p.x, p.y))],
         name="测试网格集",
     )
-    # The previous set is deactivated, the new one created, then its grid count set.
+    # The previous set is deactivated, the new one created, then its grid count set and the
+    # geodata given a new version (the caches of every process follow it).
     return [
         ("update", "grid_set", str(previous.id)),
         ("create", "grid_set", str(grid_set.id)),
         ("update", "grid_set", str(grid_set.id)),
+        ("update", "setting", "geodata.version"),
     ]
 
 
