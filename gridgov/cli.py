@@ -13,6 +13,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from gridgov.db import Database
 
 SUBSYSTEM_COMMANDS = (
+    "gridgov.backup_cli",
     "gridgov.geo.geocode_cli",
     "gridgov.geo.import_cli",
     "gridgov.seed_cli",
@@ -21,11 +22,13 @@ SUBSYSTEM_COMMANDS = (
 """Modules that each export `commands`, a list of click commands."""
 
 
-def _db() -> Database:
+def app_db() -> Database:
+    """Return the Database of the current app (inside a command's app context)."""
     return current_app.extensions["gridgov.db"]
 
 
-def _echo_json(data: Any) -> None:
+def echo_json(data: Any) -> None:
+    """Print `data` as indented JSON, Chinese left readable (what every command prints)."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
@@ -44,8 +47,8 @@ def init_command(counties: tuple[str, ...], no_sample: bool) -> None:
     """Create or upgrade the database and load the sample counties."""
     from gridgov.bootstrap import init_database
 
-    report = init_database(_db(), () if no_sample else counties)
-    _echo_json(report)
+    report = init_database(app_db(), () if no_sample else counties)
+    echo_json(report)
 
 
 @click.command("serve")
@@ -59,7 +62,7 @@ def serve_command(bind: str, workers: int, certfile: str | None, keyfile: str | 
     from gridgov import migrate
     from gridgov.server import run_gunicorn
 
-    db = _db()
+    db = app_db()
     migrate.upgrade(db.engine)
     db.dispose()
     run_gunicorn(bind=bind, workers=workers, certfile=certfile, keyfile=keyfile)

@@ -17,16 +17,26 @@ from types import TracebackType
 PACKAGES_HINT = "apt-get install postgresql postgresql-15-postgis-3"
 
 
-def _bin_dir() -> Path:
+def find_bin_dir(tool: str) -> Path | None:
+    """Return the folder holding PostgreSQL's `tool` (initdb, pg_dump …), or None.
+
+    The newest Debian /usr/lib/postgresql/<major>/bin that has it, else the PATH's.
+    """
     candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+        Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else -1,
     )
-    if not candidates:
-        found = shutil.which("initdb")
-        if found:
-            return Path(found).parent
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which(tool)
+    return Path(found).parent if found else None
+
+
+def _bin_dir() -> Path:
+    found = find_bin_dir("initdb")
+    if found is None:
         raise RuntimeError(f"PostgreSQL server binaries not found; install them: {PACKAGES_HINT}")
-    return candidates[-1].parent
+    return found
 
 
 def _free_port() -> int:

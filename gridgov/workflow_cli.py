@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from gridgov.db import Database
+from gridgov.cli import app_db, echo_json
 from gridgov.workflow.worktime import SHANGHAI
-
-
-def _db() -> Database:
-    return current_app.extensions["gridgov.db"]
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -43,7 +33,7 @@ def sla_sweep_command(now_text: str | None) -> None:
     """Mark overdue events, send 督办 and deadline warnings; print the counts as JSON."""
     from gridgov.sla import run_sweep
 
-    _echo_json(run_sweep(_db(), _instant(now_text)))
+    echo_json(run_sweep(app_db(), _instant(now_text)))
 
 
 class _NoAuditKey(click.ClickException):
@@ -66,7 +56,7 @@ verify then also fails (exit 1) when an anchored entry is gone or changed, namin
 
 
 def _audit_key() -> bytes:
-    key = _db().audit_key
+    key = app_db().audit_key
     if not key:
         raise _NoAuditKey(
             "no audit key configured (GRIDGOV_AUDIT_KEY or instance/audit_key): cannot verify"
@@ -121,9 +111,9 @@ def audit_verify_command(anchor_files: tuple[Path, ...], expected: tuple[str, ..
 
     anchors = _read_anchors(anchor_files, expected)
     key = _audit_key()
-    with _db().session() as session:
+    with app_db().session() as session:
         report = verify_chain(session, key, anchors)
-    _echo_json(report.to_dict())
+    echo_json(report.to_dict())
     if not report.ok:
         raise SystemExit(1)
 
@@ -143,10 +133,10 @@ def audit_anchor_command(out: Path | None) -> None:
     from gridgov.audit import current_anchor, verify_chain
 
     key = _audit_key()
-    with _db().session() as session:
+    with app_db().session() as session:
         report = verify_chain(session, key)
         if not report.ok:
-            _echo_json(report.to_dict())
+            echo_json(report.to_dict())
             raise SystemExit(1)
         line = current_anchor(session).line()
     click.echo(line)

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from gridgov.cli import app_db, echo_json
 from gridgov.errors import GridGovError
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @click.command(
@@ -50,15 +44,15 @@ def geocode_command(
     if tolerance is None:
         tolerance = current_app.extensions["gridgov.settings"].snap_tolerance_m
     try:
-        with current_app.extensions["gridgov.db"].session() as session:
+        with app_db().session() as session:
             if text is not None:
                 answer = geocode_text(session, text)
             else:
                 answer = geocode(session, lng, lat, crs, tolerance).to_dict()
     except GridGovError as exc:
-        _echo_json(exc.to_dict())
+        echo_json(exc.to_dict())
         raise click.exceptions.Exit(1) from None
-    _echo_json(answer)
+    echo_json(answer)
 
 
 commands: list[click.Command] = [geocode_command]
