@@ -730,7 +730,7 @@ def events(session: Session, user: User, q: MapQuery, as_of: datetime) -> dict[s
 def _points(
     session: Session, where: list[ColumnElement[bool]], q: MapQuery, as_of: datetime, dialect: str
 ) -> dict[str, Any] | None:
-    rows = session.execute(
+    query = (
         select(
             Event.id,
             Event.code,
@@ -754,7 +754,13 @@ def _points(
         .where(*where)
         .order_by(Event.reported_at.desc(), Event.id.desc())
         .limit(MAX_POINTS + 1)
-    ).all()
+    )
+    if q.bbox is not None:
+        # Points are asked for at zoom >= POINTS_MIN_ZOOM: the box is a few streets, the
+        # sharpest condition. SQLite would otherwise walk the county's (code, reported_at)
+        # index and read every event of the period from the table (bench/README.md).
+        query = query.with_hint(Event, "INDEXED BY ix_events_lng_lat", "sqlite")
+    rows = session.execute(query).all()
     if len(rows) > MAX_POINTS:
         return None
     names = _Names.load(

@@ -18,6 +18,7 @@ import shapely
 from factories import active_grids, make_event, report
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
+from sqlplans import sqlite_plans
 
 from gridgov import mapdata, stats
 from gridgov.auth import issue_token
@@ -322,6 +323,20 @@ def test_zoomed_in_gives_points_with_popups(
     assert props["matter_name"] and props["town_name"] == "螺溪镇"
     e = scene.events["closed"]
     assert closed["geometry"]["coordinates"] == [round(e.lng, 6), round(e.lat, 6)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], scope="session")
+def test_points_search_the_box_index_on_sqlite(
+    session: Session, users: dict[str, User], scene: Scene, backend: str
+) -> None:
+    # SQLite only: it would walk the county's (code, reported_at) index and read the table
+    # for every event of the period; PostgreSQL's planner weighs the box itself.
+    bbox = grid_bbox(session, scene.grids["g1"], pad=0.001)
+    q = query(scene.now, zoom=16, bbox=bbox)
+    plans = sqlite_plans(
+        session, lambda: mapdata.events(session, users["ld"], q, scene.now), "ORDER BY"
+    )
+    assert plans and all("USING INDEX ix_events_lng_lat" in p for p in plans), plans
 
 
 def test_points_are_capped(

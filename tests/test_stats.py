@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from factories import png_bytes
-from sqlalchemy import Column, and_, event, select
+from sqlalchemy import Column, and_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import visitors
+from sqlplans import sqlite_plans
 
 from gridgov.errors import Forbidden, Unprocessable
 from gridgov.eventdata import event_conditions
@@ -657,30 +658,19 @@ def test_numbers_read_the_covering_index(
 ) -> None:
     # The statement stats.compute runs for an area role reads the jurisdiction's covering
     # index alone (the table is never read).
-    statements: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM events" in statement and "GROUP BY" in statement:
-            statements.append((statement, parameters))
-
-    connection = session.connection()
-    event.listen(connection, "before_cursor_execute", capture)
-    try:
-        compute(
+    plans = sqlite_plans(
+        session,
+        lambda: compute(
             session,
             users[who],
             date_from=date(2025, 1, 1),
             date_to=date(2025, 12, 31),
             group_by="town",
-        )
-    finally:
-        event.remove(connection, "before_cursor_execute", capture)
-    assert len(statements) == 1
-    statement, parameters = statements[0]
-    cursor = connection.connection.driver_connection.cursor()
-    cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-    plan = " ".join(str(row[-1]) for row in cursor.fetchall())
-    assert f"USING COVERING INDEX {index}" in plan, plan
+        ),
+        "GROUP BY",
+    )
+    assert len(plans) == 1
+    assert f"USING COVERING INDEX {index}" in plans[0], plans[0]
 
 
 def test_any_subset_of_kpis_gives_the_same_numbers(
