@@ -101,6 +101,7 @@ AUDIT_TYPE_LABELS: dict[str, str] = {
     "calendar_day": "节假日",
     "calendar_year": "节假日年度",
     "setting": "系统设置",
+    "unplaced_report": "待定位报告",
     audit.AUTH: "登录与账号安全",
 }
 """Chinese names of the audited object types (gridgov.audit.AUDITED, and sign-in entries)."""

@@ -40,6 +40,7 @@ from gridgov.models import (
     MatterTimeLimit,
     Region,
     Setting,
+    UnplacedReport,
     User,
     UserGrid,
 )
@@ -58,6 +59,7 @@ AUDITED: dict[type, str] = {
     CalendarDay: "calendar_day",
     CalendarYear: "calendar_year",
     Setting: "setting",
+    UnplacedReport: "unplaced_report",
 }
 """Audited models and their object-type names. Grids are audited through their grid set."""
 

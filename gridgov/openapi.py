@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gridgov.models import STATE_LABELS, Source, Urgency
+from gridgov.models import (
+    QUEUE_SOURCES,
+    STATE_LABELS,
+    Source,
+    UnplacedReason,
+    UnplacedStatus,
+    Urgency,
+)
 from gridgov.stats import DIMENSIONS
 from gridgov.workflow.machine import TRANSITIONS
 
@@ -46,6 +53,14 @@ def _param(
     }
 
 
+def _paging() -> list[dict[str, Any]]:
+    """Return the page and per_page query parameters of a list."""
+    return [
+        _param("page", "query", {"type": "integer", "minimum": 1}),
+        _param("per_page", "query", {"type": "integer", "maximum": 100}),
+    ]
+
+
 def _action_inputs() -> dict[str, Any]:
     return {
         "type": "object",
@@ -61,6 +76,134 @@ def _action_inputs() -> dict[str, Any]:
             "lat": {"type": "number"},
             "crs": {"enum": ["wgs84", "gcj02", "bd09", "cgcs2000"]},
             "version": {"type": "integer", "description": "乐观锁：事件的当前版本"},
+        },
+    }
+
+
+def _unplaced_schema() -> dict[str, Any]:
+    """Return the schema of a queued report (gridgov.unplaced.describe)."""
+    text = {"type": "string"}
+    number = {"type": ["number", "null"]}
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "status": {"enum": [s.value for s in UnplacedStatus]},
+            "reason": {"enum": [r.value for r in UnplacedReason]},
+            "distance_m": number | {"description": "到最近网格的距离（米）"},
+            "nearest_grid_code": {"type": ["string", "null"]},
+            "source": {"enum": list(QUEUE_SOURCES)},
+            "matter_code": text,
+            "urgency": {"enum": [u.value for u in Urgency]},
+            "description": text,
+            "address": text,
+            "place_text": text,
+            "input": {
+                "type": "object",
+                "description": "收到的原始坐标及坐标系",
+                "properties": {"lng": number, "lat": number, "crs": text},
+            },
+            "lng": number | {"description": "收到的位置（WGS84）"},
+            "lat": number,
+            "received_at": {"type": "string", "format": "date-time"},
+            "event_id": {"type": ["integer", "null"], "description": "定位后生成的事件"},
+            "event_code": {"type": ["string", "null"]},
+            "resolved_by": {"type": ["string", "null"]},
+            "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+            "discard_reason": {"type": ["string", "null"]},
+            "version": {"type": "integer", "description": "乐观锁：报告的当前版本"},
+        },
+    }
+
+
+def _unplaced_paths() -> dict[str, Any]:
+    """Return the 待定位 queue's endpoints (gridgov.unplaced)."""
+    report_id = _param("report_id", "path", {"type": "integer"})
+    report = {"$ref": "#/components/schemas/UnplacedReport"}
+    version = {"type": "integer", "description": "乐观锁：报告的当前版本"}
+    return {
+        "/unplaced": {
+            "get": {
+                "summary": "待定位队列（仅县指挥中心，本县）",
+                "description": "其他角色得到空列表。待定位的按接收时间先后，其余按接收时间倒序。",
+                "parameters": [
+                    _param(
+                        "status",
+                        "query",
+                        {"enum": [*(s.value for s in UnplacedStatus), "all"]},
+                        "缺省 queued",
+                    ),
+                    *_paging(),
+                ],
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "items": {"type": "array", "items": report},
+                                "total": {"type": "integer"},
+                            },
+                        }
+                    )
+                }
+                | _error_responses(401, 422),
+            }
+        },
+        "/unplaced/{report_id}/place": {
+            "post": {
+                "summary": "手动定位待定位报告，生成事件",
+                "description": "按坐标（lng、lat、crs）或地名（place，定位到村）定位；位置须在本县"
+                "网格内。事件以原接收时间为上报时间（时限自接收起算），上报人为原登记人，"
+                "上报记录中注明定位人。已被定位或作废的返回 409。",
+                "parameters": [report_id],
+                "requestBody": {
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "lng": {"type": "number"},
+                                "lat": {"type": "number"},
+                                "crs": {"enum": ["wgs84", "gcj02", "bd09", "cgcs2000"]},
+                                "place": {"type": "string", "description": "村（社区）名称"},
+                                "version": version,
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "201": _ok(
+                        {
+                            "allOf": [
+                                report,
+                                {"type": "object", "properties": {"event": {"type": "object"}}},
+                            ]
+                        },
+                        "已定位，生成事件",
+                    )
+                }
+                | _error_responses(400, 401, 403, 404, 409, 422),
+            }
+        },
+        "/unplaced/{report_id}/discard": {
+            "post": {
+                "summary": "作废待定位报告（须填写理由）",
+                "parameters": [report_id],
+                "requestBody": {
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["reason"],
+                            "properties": {
+                                "reason": {"type": "string", "maxLength": 2000},
+                                "version": version,
+                            },
+                        }
+                    ),
+                },
+                "responses": {"200": _ok(report)} | _error_responses(400, 401, 403, 404, 409, 422),
+            }
         },
     }
 
@@ -203,6 +346,7 @@ def build_spec() -> dict[str, Any]:
                         "version": {"type": "integer"},
                     },
                 },
+                "UnplacedReport": _unplaced_schema(),
                 "EventDetail": {
                     "allOf": [
                         {"$ref": "#/components/schemas/EventSummary"},
@@ -313,6 +457,15 @@ def build_spec() -> dict[str, Any]:
                     "responses": {
                         "201": _ok({"type": "object"}, "新建"),
                         "200": _ok({"type": "object"}, "同一 client_key 已上报，返回原事件"),
+                        "202": _ok(
+                            {"$ref": "#/components/schemas/UnplacedReport"},
+                            "位置无法定位到网格，已转入县指挥中心待定位队列（属地兜底）：仅县"
+                            "指挥中心调度员、值班长登记的 "
+                            + "、".join(QUEUE_SOURCES)
+                            + " 来源报告，位置在所有网格之外（超出吸附容差），或无坐标且地址"
+                            "未能识别出村（社区）；无坐标而地址能识别出村的，定位到该村（201）。"
+                            "同一 client_key 再次提交返回同一报告（created=false）",
+                        ),
                     }
                     | _error_responses(400, 401, 403, 422),
                 },
@@ -327,8 +480,7 @@ def build_spec() -> dict[str, Any]:
                         _param("from", "query", {"type": "string", "format": "date"}),
                         _param("to", "query", {"type": "string", "format": "date"}),
                         _param("overdue", "query", {"type": "boolean"}),
-                        _param("page", "query", {"type": "integer", "minimum": 1}),
-                        _param("per_page", "query", {"type": "integer", "maximum": 100}),
+                        *_paging(),
                     ],
                     "responses": {
                         "200": _ok(
@@ -457,6 +609,7 @@ def build_spec() -> dict[str, Any]:
                     | _error_responses(401, 403, 422),
                 }
             },
+            **_unplaced_paths(),
             **_map_paths(),
             "/health": {
                 "get": {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -79,6 +80,74 @@ def point_in(session: Session, grid_code: str) -> tuple[float, float]:
     assert grids, f"no active grid {grid_code}"
     p = grids[0].geom.representative_point()
     return p.x, p.y
+
+
+TEST_CSRF = "factory-test-csrf"
+"""The CSRF token of the browser sessions `signed_in` starts."""
+
+
+def signed_in(client: Any, user: User) -> Any:
+    """Start a signed-in browser session for `user` on a Flask test client; return the client.
+
+    The sign-in form is tested elsewhere; form posts carry TEST_CSRF (see `post_form`).
+    """
+    with client.session_transaction() as s:
+        s.clear()
+        s.permanent = True
+        s.update(user_id=user.id, seen=int(time.time()), csrf_token=TEST_CSRF)
+    return client
+
+
+def post_form(client: Any, url: str, data: dict[str, Any]) -> Any:
+    """POST an HTML form with the CSRF token of a `signed_in` session."""
+    return client.post(url, data={"csrf_token": TEST_CSRF, **data})
+
+
+def outside_point(
+    session: Session, prefix: str = LUHE, offset: float = 0.05
+) -> tuple[float, float]:
+    """Return (lng, lat) `offset` degrees west of the westmost active grid of `prefix`.
+
+    0.05° is about 5 km: beyond the snapping tolerance, so the point lies outside every grid.
+    """
+    grids = active_grids(session, prefix)
+    west = min(grids, key=lambda g: g.geom.bounds[0])
+    minx, miny, _, maxy = west.geom.bounds
+    return minx - offset, (miny + maxy) / 2
+
+
+def queued_report(
+    session: Session,
+    users: dict[str, User],
+    *,
+    submitter: str = "ddy",
+    point: tuple[float, float] | None = None,
+    now: datetime | None = None,
+    source: str = "hotline",
+    address: str = "",
+) -> Any:
+    """Queue a hotline report whose position lies outside every grid (待定位); return it."""
+    from gridgov.unplaced import Receipt, receive_report
+
+    outcome = receive_report(
+        session,
+        users[submitter],
+        ReportInput(
+            matter_code="0501",
+            urgency="normal",
+            description="12345 来电：路边堆放大量建筑垃圾",
+            lng=point[0] if point else outside_point(session)[0],
+            lat=point[1] if point else outside_point(session)[1],
+            client_key=uuid.uuid4().hex,
+            source=source,
+            address=address,
+            reporter_name="王先生",
+            reporter_phone="13800000000",
+        ),
+        now=now,
+    )
+    assert isinstance(outcome, Receipt) and outcome.created, outcome
+    return outcome.report
 
 
 def make_user(

@@ -27,10 +27,17 @@ from gridgov.models.matters import (
 )
 from gridgov.models.org import ROLE_LABELS, Department, Role, User, UserGrid
 from gridgov.models.regions import CODE_LENGTHS, Grid, GridSet, Level, Region
+from gridgov.models.unplaced import (
+    QUEUE_SOURCES,
+    UnplacedReason,
+    UnplacedReport,
+    UnplacedStatus,
+)
 
 __all__ = [
     "CODE_LENGTHS",
     "COVERED_COLUMNS",
+    "QUEUE_SOURCES",
     "ROLE_LABELS",
     "STATE_LABELS",
     "TERMINAL_STATES",
@@ -61,6 +68,9 @@ __all__ = [
     "Source",
     "Stage",
     "TimeUnit",
+    "UnplacedReason",
+    "UnplacedReport",
+    "UnplacedStatus",
     "Urgency",
     "User",
     "UserGrid",

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, send_file
+from sqlalchemy.orm import Session
 
-from gridgov import auth, eventdata, events, settings_of
+from gridgov import auth, eventdata, events, settings_of, unplaced
 from gridgov import regions as region_service
 from gridgov.calendar_store import load_calendar
 from gridgov.catalog import export_matters
@@ -100,15 +101,24 @@ def create_event() -> Any:
         reporter_phone=str(body.get("reporter_phone") or ""),
     )
     session = get_session()
-    result = events.report_event(
+    outcome = unplaced.receive_report(
         session,
         user,
         data,
         tolerance_m=settings.snap_tolerance_m,
         duplicates=events.DuplicateRules.from_settings(settings),
     )
+    if isinstance(outcome, unplaced.Receipt):
+        # 属地兜底: kept for the county centre to place by hand (202: accepted, not yet an event).
+        queued = unplaced.describe(session, outcome.report)
+        return jsonify({**queued, "queued": True, "created": outcome.created}), 202
+    return jsonify(_event_body(session, outcome)), 201 if outcome.created else 200
+
+
+def _event_body(session: Session, result: events.ReportResult) -> dict[str, Any]:
+    """Return the answer to a filed report: the event's place, deadline and duplicates."""
     e = result.event
-    body_out = {
+    return {
         "id": e.id,
         "code": e.code,
         "state": e.state,
@@ -119,7 +129,64 @@ def create_event() -> Any:
         "duplicates": result.duplicates,
         "created": result.created,
     }
+
+
+@bp.get("/unplaced")
+def list_unplaced() -> Any:
+    user = require_user()
+    session = get_session()
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 100)
+    rows, total = unplaced.queue(
+        session,
+        user,
+        request.args.get("status") or "queued",
+        limit=per_page,
+        offset=(page - 1) * per_page,
+    )
+    items = [unplaced.describe(session, r) for r in rows]
+    return jsonify({"items": items, "total": total, "page": page, "per_page": per_page})
+
+
+def _version(body: dict[str, Any]) -> int | None:
+    version = body.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise Unprocessable("version 应为整数", code="bad_input", field="version")
+    return version
+
+
+@bp.post("/unplaced/<int:report_id>/place")
+def place_unplaced(report_id: int) -> Any:
+    user = require_user()
+    body = _json_body()
+    settings = settings_of(current_app)
+    session = get_session()
+    result = unplaced.place(
+        session,
+        user,
+        report_id,
+        lng=body.get("lng"),
+        lat=body.get("lat"),
+        crs=str(body.get("crs") or "wgs84"),
+        place_text=str(body.get("place") or ""),
+        expected_version=_version(body),
+        tolerance_m=settings.snap_tolerance_m,
+        duplicates=events.DuplicateRules.from_settings(settings),
+    )
+    report = unplaced.get_report(session, user, report_id)
+    body_out = {"event": _event_body(session, result), **unplaced.describe(session, report)}
     return jsonify(body_out), 201 if result.created else 200
+
+
+@bp.post("/unplaced/<int:report_id>/discard")
+def discard_unplaced(report_id: int) -> Any:
+    user = require_user()
+    body = _json_body()
+    session = get_session()
+    report = unplaced.discard(
+        session, user, report_id, body.get("reason"), expected_version=_version(body)
+    )
+    return jsonify(unplaced.describe(session, report))
 
 
 @bp.get("/events")

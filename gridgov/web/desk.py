@@ -4,7 +4,9 @@ Three blueprints, one module (they share the work lists, the countdowns and the 
 
 - ``desk`` at /desk (town and county centres): what needs me, in sections with counts
   (/desk/), every event of my area (/desk/events), registering a hotline or citizen report
-  (/desk/new), dispatching several events at once (POST /desk/dispatch).
+  (/desk/new), dispatching several events at once (POST /desk/dispatch); for the county
+  centre, the 待定位 group (/desk/?tab=unplaced): reports that could not be placed in a grid,
+  each placed by hand on a map or discarded (/desk/unplaced/<id>, gridgov.unplaced).
 - ``inbox`` at /inbox (department handlers): what my department must sign for or handle,
   what it assists with (/inbox/), and what it has worked on (/inbox/done).
 - ``eventpage`` at /events/<id> (everyone who may see the event): the record, the map, the
@@ -43,8 +45,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
-from gridgov import eventdata, events, settings_of
-from gridgov.access import can_view, centre_of, visible
+from gridgov import eventdata, events, settings_of, unplaced
+from gridgov.access import COUNTY_CENTRE_ROLES, can_view, centre_of, visible
 from gridgov.calendar_store import load_calendar
 from gridgov.catalog import resolve_unit
 from gridgov.db import utcnow
@@ -67,6 +69,9 @@ from gridgov.models import (
     Role,
     Source,
     Stage,
+    UnplacedReason,
+    UnplacedReport,
+    UnplacedStatus,
     Urgency,
     User,
 )
@@ -74,6 +79,7 @@ from gridgov.photos import PhotoStore
 from gridgov.web import get_session, page_arg, page_count
 from gridgov.web.auth_pages import home_for, page_user, require_role, safe_next
 from gridgov.web.forms import Form
+from gridgov.web.pages import local_time
 from gridgov.workflow.machine import MAX_EXTENSION_DAYS, SATISFACTION, TRANSITIONS, Transition
 from gridgov.workflow.worktime import WorkCalendar
 
@@ -92,6 +98,8 @@ YELLOW_HORIZON = timedelta(days=21)
 """Stage deadlines further away than this cannot be in their last 20 % (≤ 15 + 15 working
 days with an extension, so at most 6 working days ≈ 2 calendar weeks with a holiday)."""
 LIST_PER_PAGE = 20
+UNPLACED_TAB = "unplaced"
+"""The desk tab of the county centre's 待定位 queue (gridgov.unplaced)."""
 REGISTER_SOURCES = (Source.HOTLINE, Source.CITIZEN, Source.SENSOR, Source.CENTRE)
 """Where a report registered at a centre comes from, most frequent first."""
 LOCATION_ERRORS = frozenset({"outside_jurisdiction", "bad_coordinates", "unknown_crs"})
@@ -624,21 +632,38 @@ def index() -> Any:
     now = utcnow()
     calendar = load_calendar(session)
     scope = WorkScope(now, level=centre[0], region=centre[1])
+    tab = request.args.get("tab", "")
+    has_queue = Role(user.role) in COUNTY_CENTRE_ROLES
+    queue_tab = has_queue and tab == UNPLACED_TAB
     work = work_list(
         session,
         visible_events(user, flt),
         CENTRE_SECTIONS,
         scope,
-        request.args.get("tab", ""),
+        "" if queue_tab else tab,
         sort,
         calendar,
     )
     batch = None
-    if work.active.batch:
+    if work.active.batch and not queue_tab:
         suggested_leads(session, work.rows)
         batch = dispatch_choice(session, user)
+    queue_tab_link = None
+    queue_rows: list[dict[str, Any]] = []
+    if has_queue:
+        queue_tab_link = {
+            "key": UNPLACED_TAB,
+            "label": "待定位",
+            "count": unplaced.count_waiting(session, user),
+            "active": queue_tab,
+        }
+    if queue_tab:
+        waiting, _ = unplaced.queue(session, user, limit=SECTION_LIMIT)
+        queue_rows = unplaced_rows(session, waiting, now)
     return render_template(
         "desk/index.html",
+        queue_tab=queue_tab_link,
+        queue_rows=queue_rows,
         work=work,
         flt=flt,
         filter_error=filter_error,
@@ -829,41 +854,55 @@ def register() -> Any:
         form.add_error("reporter_phone", "联系电话只能包含数字、空格、+ 和 -")
     client_key = form.text("client_key") or uuid.uuid4().hex
     form.data["client_key"] = client_key
+    queueable = unplaced.may_queue(user, source)
+    to_queue = queueable and form.text("queue") == "1"
     lng, lat = _coordinates(form)
-    if form.ok and (lng is None or lat is None):
+    if form.ok and (lng is None or lat is None) and not to_queue:
         lng, lat = _place(session, form)
     if not form.ok:
-        return _register_page(session, user, form, sources, status=422)
+        offer = queueable and set(form.errors) == {"place"}
+        return _register_page(session, user, form, sources, status=422, offer_queue=offer)
+    data = events.ReportInput(
+        matter_code=matter,
+        urgency=urgency,
+        description=description,
+        lng=lng,
+        lat=lat,
+        client_key=client_key,
+        address=address,
+        source=source,
+        reporter_name=reporter_name,
+        reporter_phone=phone,
+    )
+    tolerance_m = settings_of(current_app).snap_tolerance_m
     try:
-        result = events.report_event(
-            session,
-            user,
-            events.ReportInput(
-                matter_code=matter,
-                urgency=urgency,
-                description=description,
-                lng=lng,
-                lat=lat,
-                client_key=client_key,
-                address=address,
-                source=source,
-                reporter_name=reporter_name,
-                reporter_phone=phone,
-            ),
-            tolerance_m=settings_of(current_app).snap_tolerance_m,
-        )
+        if to_queue:
+            outcome = unplaced.receive_report(
+                session, user, data, place_text=form.text("place"), tolerance_m=tolerance_m
+            )
+        else:
+            outcome = events.report_event(session, user, data, tolerance_m=tolerance_m)
     except GridGovError as exc:
         session.rollback()
         form.add_error_from(exc)
         _move_error(form, "lng", "place")
         if exc.code in LOCATION_ERRORS:
             _move_error(form, "", "place")
-        return _register_page(session, user, form, sources, status=exc.status)
-    event = result.event
-    flash(f"已登记事件 {event.code}", "success")
-    if result.duplicates:
+        # Outside every grid (geocode's 422, not a grid of another county's 403): offer the queue.
+        offer = queueable and isinstance(exc, Unprocessable) and exc.code in LOCATION_ERRORS
+        return _register_page(session, user, form, sources, status=exc.status, offer_queue=offer)
+    if isinstance(outcome, unplaced.Receipt):
+        report = outcome.report
         flash(
-            f"发现 {len(result.duplicates)} 件位置相近的同类事件，可能重复，"
+            f"位置无法定位到本县网格，已放入待定位（编号 {report.id}），请核实位置后手动定位",
+            "warning",
+        )
+        return redirect(url_for("desk.index", tab=UNPLACED_TAB))
+    event = outcome.event
+    flash(f"已登记事件 {event.code}", "success")
+    if outcome.duplicates:
+        flash(
+            f"发现 {len(outcome.duplicates)} 件位置相近的同类事件，可能重复，"
             "请在下方“可能重复的事件”中核对",
             "warning",
         )
@@ -912,7 +951,13 @@ def _place(session: Session, form: Form) -> tuple[float | None, float | None]:
 
 
 def _register_page(
-    session: Session, user: User, form: Form, sources: list[Source], status: int = 200
+    session: Session,
+    user: User,
+    form: Form,
+    sources: list[Source],
+    status: int = 200,
+    *,
+    offer_queue: bool = False,
 ) -> Any:
     page = render_template(
         "desk/new.html",
@@ -921,8 +966,159 @@ def _register_page(
         matters=matter_groups(session, active_only=True),
         urgencies=[(u.value, u.label) for u in Urgency],
         basemap=basemap(),
+        offer_queue=offer_queue,
     )
     return page, status
+
+
+# ---------------------------------------------------------------------------------------------
+# The county centre's 待定位 queue (/desk/?tab=unplaced, /desk/unplaced/<id>)
+
+
+def _waited(received: datetime, now: datetime) -> str:
+    """Say how long a report has waited since it was received (natural time)."""
+    minutes = max(int((now - received).total_seconds() // 60), 0)
+    if minutes < 60:
+        return f"{minutes} 分钟"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} 小时"
+    return f"{minutes // (24 * 60)} 天"
+
+
+def unplaced_rows(
+    session: Session, reports: Iterable[UnplacedReport], now: datetime
+) -> list[dict[str, Any]]:
+    """Return what the 待定位 list shows about each queued report."""
+    matters = dict(session.execute(select(Matter.code, Matter.name)).all())
+    out = []
+    for r in reports:
+        out.append(
+            {
+                "id": r.id,
+                "received_at": r.received_at,
+                "waited": _waited(r.received_at, now),
+                "source_label": Source(r.source).label,
+                "matter_name": matters.get(r.matter_code, r.matter_code),
+                "description": r.description,
+                "urgency": r.urgency,
+                "urgency_label": Urgency(r.urgency).label,
+                "where": r.address or r.place_text,
+                "coords": _coords_text(r),
+                "reason_label": UnplacedReason(r.reason).label,
+                "distance": _distance_text(r.nearest_m),
+                "submitted_by": r.submitted_by.display_name,
+            }
+        )
+    return out
+
+
+def _coords_text(r: UnplacedReport) -> str:
+    if r.input_lng is None or r.input_lat is None:
+        return ""
+    return f"{r.input_lng:.6f}, {r.input_lat:.6f}（{r.input_crs.upper()}）"
+
+
+def _distance_text(metres: float | None) -> str:
+    if metres is None:
+        return ""
+    if metres < 10_000:
+        return f"距最近网格约 {metres:,.0f} 米"
+    return f"距最近网格约 {metres / 1000:,.1f} 公里"
+
+
+def _unplaced_page(
+    report_id: int,
+    *,
+    place_form: Form | None = None,
+    discard_form: Form | None = None,
+    status: int = 200,
+) -> Any:
+    user = require_role(*COUNTY_CENTRE_ROLES)
+    session = get_session()
+    report = unplaced.get_report(session, user, report_id)
+    now = utcnow()
+    event = session.get(Event, report.event_id) if report.event_id else None
+    page = render_template(
+        "desk/unplaced.html",
+        r=report,
+        row=unplaced_rows(session, [report], now)[0],
+        status_label=UnplacedStatus(report.status).label,
+        waiting=report.status == UnplacedStatus.QUEUED,
+        event=event,
+        place_form=place_form or Form({"version": str(report.version)}),
+        discard_form=discard_form or Form({"version": str(report.version)}),
+        basemap=basemap(),
+    )
+    return page, status
+
+
+@bp.get("/unplaced/<int:report_id>")
+def unplaced_report(report_id: int) -> Any:
+    """A queued report as received, with a map to place it and a form to discard it."""
+    return _unplaced_page(report_id)
+
+
+@bp.post("/unplaced/<int:report_id>/place")
+def place_unplaced(report_id: int) -> Any:
+    """Place a queued report at the tapped point or the named village: it becomes an event."""
+    user = require_role(*COUNTY_CENTRE_ROLES)
+    session = get_session()
+    unplaced.get_report(session, user, report_id)  # 404 / 403 pages
+    form = Form.from_request()
+    version = form.integer("version", "版本号", minimum=1)
+    lng, lat = _coordinates(form)
+    text = form.optional("place", "地点", max_length=100)
+    if form.ok and (lng is None or lat is None) and not text:
+        form.add_error("place", "请在地图上点选位置，或填写村（社区）名称后点“查找”")
+    status = 422
+    if form.ok:
+        settings = settings_of(current_app)
+        try:
+            result = unplaced.place(
+                session,
+                user,
+                report_id,
+                lng=lng,
+                lat=lat,
+                place_text=text,
+                expected_version=version,
+                tolerance_m=settings.snap_tolerance_m,
+                duplicates=events.DuplicateRules.from_settings(settings),
+            )
+        except GridGovError as exc:
+            session.rollback()
+            form.add_error_from(exc)
+            _move_error(form, "lng", "place")
+            if exc.code in LOCATION_ERRORS | {"place_not_found", "ambiguous_place"}:
+                _move_error(form, "", "place")
+            status = exc.status
+        else:
+            flash(f"已定位，生成事件 {result.event.code}", "success")
+            return redirect(url_for("eventpage.show", event_id=result.event.id))
+    return _unplaced_page(report_id, place_form=form, status=status)
+
+
+@bp.post("/unplaced/<int:report_id>/discard")
+def discard_unplaced(report_id: int) -> Any:
+    """Discard (作废) a queued report with a reason."""
+    user = require_role(*COUNTY_CENTRE_ROLES)
+    session = get_session()
+    unplaced.get_report(session, user, report_id)
+    form = Form.from_request()
+    version = form.integer("version", "版本号", minimum=1)
+    reason = form.required("reason", "作废理由", max_length=2000)
+    status = 422
+    if form.ok:
+        try:
+            unplaced.discard(session, user, report_id, reason, expected_version=version)
+        except GridGovError as exc:
+            session.rollback()
+            form.add_error_from(exc)
+            status = exc.status
+        else:
+            flash(f"已作废待定位报告（编号 {report_id}）", "success")
+            return redirect(url_for("desk.index", tab=UNPLACED_TAB))
+    return _unplaced_page(report_id, discard_form=form, status=status)
 
 
 def basemap() -> dict[str, str]:
@@ -1232,6 +1428,10 @@ def _history_details(item: dict[str, Any], names: eventdata.Names) -> list[str]:
         out.append(f"并入了事件 {data['merged_event_code']}")
     if data.get("to") == "rework":
         out.append("退回部门返工")
+    placed = data.get("unplaced")
+    if isinstance(placed, dict) and placed.get("placed_by"):
+        at = datetime.fromisoformat(placed["placed_at"]) if placed.get("placed_at") else None
+        out.append("属地兜底：手动定位" + (f"于 {local_time(at)}" if at else ""))
     placement = data.get("placement") or data.get("after")
     if isinstance(placement, dict) and placement.get("grid_name"):
         out.append(

@@ -2,8 +2,10 @@
  *
  *   [data-event-map]  the event's grid polygon and point (GeoJSON from data-map-url); when the
  *                     page has a 更正位置 form, a tap on the map fills its 经度/纬度 fields.
- *   [data-pick-map]   the register form: outlines of the places of the user's area
- *                     (data-areas-url); a tap sets lng/lat and names the grid it falls in.
+ *   [data-pick-map]   the register form and the 待定位 place form: outlines of the places of the
+ *                     user's area (data-areas-url); a tap sets lng/lat and names the grid it
+ *                     falls in. data-received="lng,lat" also shows the position a queued
+ *                     report arrived with (outside every grid), as a grey ring.
  *   [data-geocode]    a 查找 button next to a place-name input: /api/v1/geocode?q=…
  */
 (function () {
@@ -105,12 +107,22 @@
     });
   }
 
+  /* The position a queued report arrived with: "lng,lat" → a grey ring, or null. */
+  function receivedMarker(el) {
+    var parts = (el.getAttribute("data-received") || "").split(",").map(parseFloat);
+    if (parts.length !== 2 || !isFinite(parts[0]) || !isFinite(parts[1])) return null;
+    return L.circleMarker([parts[1], parts[0]], {
+      radius: 7, color: "#52606d", weight: 2, dashArray: "3 2", fillColor: "#ffffff", fillOpacity: 0.9,
+    }).bindTooltip("收到的位置（不在任何网格内）");
+  }
+
   /* The register page: tap a point inside the area; the grid is looked up at once. */
   function pickMap(el) {
     var form = el.closest("form");
     var statusEl = form.querySelector("[data-pick-status]");
     var map = baseMap(el);
     var marker = null;
+    var received = receivedMarker(el);
     function status(text, ok) {
       if (!statusEl) return;
       statusEl.textContent = text;
@@ -141,8 +153,11 @@
         place(lng, lat);
         lookup(lng, lat);
       } else if (layer.getLayers().length) {
-        map.fitBounds(layer.getBounds(), { padding: [8, 8], animate: false });
+        var bounds = layer.getBounds();
+        if (received) bounds.extend(received.getLatLng());
+        map.fitBounds(bounds, { padding: [8, 8], animate: false });
       }
+      if (received) received.addTo(map);
       el.setAttribute("data-ready", "1");
     }, function (error) { status("地图加载失败：" + error.message, false); });
     map.on("click", function (event) {
