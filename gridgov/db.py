@@ -20,7 +20,6 @@ from sqlalchemy import (
     event,
     func,
 )
-from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -112,16 +111,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """Return the current instant, timezone-aware in UTC."""
     return datetime.now(UTC)
-
-
-def _sqlite_table_hint(compiler: SQLiteCompiler, table: Any, text: str) -> str:
-    return text
-
-
-# SQLAlchemy renders `select().with_hint(table, text, "sqlite")` after the table name only
-# for dialects that implement this hook (MySQL's USE INDEX does); SQLite's INDEXED BY goes
-# in the same place. Used where SQLite's planner is known to choose badly (gridgov.mapdata).
-SQLiteCompiler.get_from_hint_text = _sqlite_table_hint  # type: ignore[method-assign]
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -730,7 +730,16 @@ def events(session: Session, user: User, q: MapQuery, as_of: datetime) -> dict[s
 def _points(
     session: Session, where: list[ColumnElement[bool]], q: MapQuery, as_of: datetime, dialect: str
 ) -> dict[str, Any] | None:
-    query = (
+    # Two steps: the newest matching ids from the jurisdiction's covering index alone (every
+    # condition, the box included, is on its columns), then only those rows from the table.
+    # In one step SQLite reads the table row of every event of the period to test the box.
+    newest = (
+        select(Event.id)
+        .where(*where)
+        .order_by(Event.reported_at.desc(), Event.id.desc())
+        .limit(MAX_POINTS + 1)
+    )
+    rows = session.execute(
         select(
             Event.id,
             Event.code,
@@ -751,16 +760,9 @@ def _points(
             _flag(overdue_open(as_of, dialect)),
             _flag(late(as_of, dialect)),
         )
-        .where(*where)
+        .where(Event.id.in_(newest.scalar_subquery()))
         .order_by(Event.reported_at.desc(), Event.id.desc())
-        .limit(MAX_POINTS + 1)
-    )
-    if q.bbox is not None:
-        # Points are asked for at zoom >= POINTS_MIN_ZOOM: the box is a few streets, the
-        # sharpest condition. SQLite would otherwise walk the county's (code, reported_at)
-        # index and read every event of the period from the table (bench/README.md).
-        query = query.with_hint(Event, "INDEXED BY ix_events_lng_lat", "sqlite")
-    rows = session.execute(query).all()
+    ).all()
     if len(rows) > MAX_POINTS:
         return None
     names = _Names.load(
