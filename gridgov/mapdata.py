@@ -16,13 +16,14 @@ No Flask here: the web layer passes the query parameters in and sends the dicts 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -32,9 +33,13 @@ from sqlalchemy.orm import Session
 
 from gridgov import stats
 from gridgov.access import visible
+from gridgov.background import Periodic, start_periodic
+from gridgov.config import Settings
+from gridgov.db import Database
 from gridgov.errors import Unprocessable
 from gridgov.eventdata import event_conditions
 from gridgov.geo.crs import area_m2, convert_array
+from gridgov.geo.geocoder import grid_catalog
 from gridgov.models import (
     STATE_LABELS,
     Department,
@@ -50,6 +55,11 @@ from gridgov.models import (
 )
 from gridgov.regions import geodata_version
 from gridgov.workflow.worktime import SHANGHAI
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------
 # Levels, zooms and limits
@@ -538,9 +548,63 @@ def shapes(
     )
     with _CACHE_LOCK:
         _CACHE[key] = made
+        _BUILT[0] += 1
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return made
+
+
+_BUILT = [0]
+"""How many polygon sets this process has built (`warm` reports the difference)."""
+
+
+def warm(session: Session, *, crs: str = "wgs84", default_county: str = "") -> int:
+    """Build what the first map views will ask for; return how many polygon sets it built.
+
+    Every zoom's polygons of every county with an active grid set, when they all fit in the
+    cache (otherwise only `default_county`'s), and the geocoder's grid index. Run at server
+    start and then periodically (`start_cache_warmer`): after an import in any process the
+    geodata version changes and the next run rebuilds, so no leader waits for it.
+    """
+    grid_catalog(session)
+    counties = list(
+        session.scalars(
+            select(GridSet.county_code)
+            .where(GridSet.active.is_(True))
+            .order_by(GridSet.county_code)
+        )
+    )
+    zooms = range(_SIMPLIFY_ZOOMS[0], _SIMPLIFY_ZOOMS[1] + 1)
+    if len(counties) * len(zooms) > _CACHE_SIZE:
+        counties = [c for c in counties if c == default_county]
+    before = _BUILT[0]
+    for county in counties:
+        for zoom in zooms:
+            shapes(session, level_for_zoom(zoom), zoom, crs, county=county)
+    return _BUILT[0] - before
+
+
+def start_cache_warmer(
+    app: Flask, interval_s: float = 120, *, first_delay_s: float | None = None
+) -> Periodic:
+    """Keep this server process's map and geocoder caches warm (`warm`), in the background."""
+    db: Database = app.extensions["gridgov.db"]
+    settings: Settings = app.extensions["gridgov.settings"]
+
+    def work() -> None:
+        with db.session() as session:
+            built = warm(session, crs=settings.basemap_crs, default_county=settings.default_county)
+        if built:
+            log.info("map cache: built %s polygon sets", built)
+
+    return start_periodic(
+        "gridgov-map-warmer",
+        work,
+        interval_s,
+        log=log,
+        failure="Map cache warming failed",
+        first_delay_s=first_delay_s,
+    )
 
 
 _AREA_LOCK = threading.Lock()

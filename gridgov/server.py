@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -19,12 +20,16 @@ class _GunicornApp(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from gridgov import create_app
+        from gridgov.mapdata import start_cache_warmer
         from gridgov.sla import start_background_sweeper
 
         app = create_app()
         # After the fork (preload_app=False): each worker sweeps with its own engine;
         # concurrent sweeps are safe (optimistic locking) and start at random offsets.
         start_background_sweeper(app)
+        # Each worker builds its map polygons and grid index before the first leader asks,
+        # and again after an import anywhere (the geodata version changes).
+        start_cache_warmer(app, first_delay_s=random.uniform(1, 5))
         return app
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import threading
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +18,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from gridgov.background import Periodic, start_periodic
 from gridgov.calendar_store import load_calendar
 from gridgov.db import Database, utcnow
 from gridgov.events import holder_label, notify_holder
@@ -167,20 +165,6 @@ def _local(moment: datetime) -> str:
 # In the server
 
 
-@dataclass
-class Sweeper:
-    """A running background sweeper; `stop()` ends it after the current run."""
-
-    thread: threading.Thread
-    stopping: threading.Event
-    runs: int = 0
-    failures: int = 0
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        self.stopping.set()
-        self.thread.join(timeout)
-
-
 def run_sweep(db: Database, now: datetime | None = None) -> dict[str, int]:
     """Run one sweep in its own session and commit it."""
     with db.session() as session:
@@ -189,7 +173,7 @@ def run_sweep(db: Database, now: datetime | None = None) -> dict[str, int]:
 
 def start_background_sweeper(
     app: Flask, interval_s: float = 300, *, first_delay_s: float | None = None
-) -> Sweeper:
+) -> Periodic:
     """Sweep every `interval_s` seconds in a daemon thread of this process.
 
     Each run has its own session and commit; an error is logged and the next run tries
@@ -197,25 +181,17 @@ def start_background_sweeper(
     so several server workers do not all sweep at the same moment.
     """
     db: Database = app.extensions["gridgov.db"]
-    delay = random.uniform(0, interval_s) if first_delay_s is None else first_delay_s
-    stopping = threading.Event()
 
-    def loop() -> None:
-        wait = delay
-        while not stopping.wait(wait):
-            wait = interval_s
-            try:
-                counts = run_sweep(db)
-            except Exception:
-                sweeper.failures += 1
-                log.exception("SLA sweep failed; retrying in %s s", interval_s)
-            else:
-                if any(counts.values()):
-                    log.info("SLA sweep: %s", counts)
-            finally:
-                sweeper.runs += 1
+    def sweep() -> None:
+        counts = run_sweep(db)
+        if any(counts.values()):
+            log.info("SLA sweep: %s", counts)
 
-    thread = threading.Thread(target=loop, name="gridgov-sla-sweeper", daemon=True)
-    sweeper = Sweeper(thread, stopping)
-    thread.start()
-    return sweeper
+    return start_periodic(
+        "gridgov-sla-sweeper",
+        sweep,
+        interval_s,
+        log=log,
+        failure="SLA sweep failed",
+        first_delay_s=first_delay_s,
+    )

@@ -22,9 +22,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from gridgov import create_app, sla
+from gridgov import create_app, mapdata, sla
 from gridgov.audit import verify_chain
 from gridgov.auth import issue_token
+from gridgov.background import Periodic
 from gridgov.bootstrap import init_database
 from gridgov.config import Settings
 from gridgov.db import Database
@@ -251,6 +252,18 @@ def test_two_sweeps_at_once_notify_once(live: Live) -> None:
     live.verify_chain()
 
 
+def run_until(task: Periodic, runs: int, timeout_s: float = 60) -> None:
+    """Let a background task run `runs` times (or time out), check its thread, stop it."""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while task.runs < runs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert task.thread.is_alive() and task.thread.daemon
+    finally:
+        task.stop()
+    assert not task.thread.is_alive()
+
+
 def test_the_background_sweeper_survives_errors(
     live: Live, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -266,14 +279,17 @@ def test_the_background_sweeper_survives_errors(
     monkeypatch.setattr(sla, "run_sweep", flaky)
     caplog.set_level(logging.ERROR, logger="gridgov.sla")
     sweeper = sla.start_background_sweeper(live.app, interval_s=0.02, first_delay_s=0)
-    try:
-        deadline = time.monotonic() + 20
-        while sweeper.runs < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert sweeper.thread.is_alive() and sweeper.thread.daemon
-    finally:
-        sweeper.stop()
-    assert not sweeper.thread.is_alive()
+    run_until(sweeper, 3)
     assert sweeper.runs >= 3 and sweeper.failures == 1
     assert "SLA sweep failed" in caplog.text and "database went away" in caplog.text
     live.verify_chain()
+
+
+def test_the_cache_warmer_builds_the_map_polygons_in_the_background(live: Live) -> None:
+    mapdata.clear_cache()
+    warmer = mapdata.start_cache_warmer(live.app, interval_s=0.05, first_delay_s=0)
+    run_until(warmer, 2)
+    assert warmer.runs >= 2 and warmer.failures == 0
+    # Everything is built: a request for any county's polygons at any zoom builds nothing.
+    with live.db.session() as session:
+        assert mapdata.warm(session) == 0

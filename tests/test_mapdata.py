@@ -267,6 +267,34 @@ def test_polygons_follow_a_change_made_elsewhere(session: Session) -> None:
     assert after.bounds[i][0] > before.bounds[before.codes.index(code)][0]
 
 
+def test_warming_builds_every_zoom_of_every_county_once(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mapdata.clear_cache()
+    zooms = 17 - 8 + 1
+    assert mapdata.warm(session) == 2 * zooms  # both sample counties
+    assert mapdata.warm(session) == 0  # all cached
+    region = session.get(Region, "441427103")
+    assert region is not None
+    upsert_region(
+        session,
+        region.code,
+        Level.TOWN,
+        region.name + "（改）",
+        region.parent_code,
+        region.geom,
+        synthetic=region.synthetic,
+        source=region.source,
+    )
+    session.flush()
+    assert mapdata.warm(session) == 2 * zooms  # a new geodata version: rebuilt
+    # More than the cache holds: only the default county is warmed.
+    mapdata.clear_cache()
+    monkeypatch.setattr(mapdata, "_CACHE_SIZE", zooms + 5)
+    assert mapdata.warm(session, default_county="441523") == zooms
+    assert mapdata.warm(session, default_county="441523") == 0
+
+
 @pytest.mark.parametrize("level", ["town", "village", "grid"])
 def test_one_county_loads_only_its_polygons(session: Session, level: str) -> None:
     everything = mapdata.shapes(session, level, 12)
