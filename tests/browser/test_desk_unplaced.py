@@ -64,3 +64,35 @@ def test_dispatcher_places_a_queued_report_by_village_name(
         assert placed is not None and placed.status == "placed" and placed.event_id == event_id
     desk_page.goto("/desk/")
     expect(desk_page.locator('.desk-tab[data-tab="unplaced"] [data-count]')).to_have_text("0")
+
+
+def test_a_hotline_call_nobody_can_place_goes_to_the_queue(
+    desk_page: Page, login, shot, live_server
+) -> None:
+    # A dispatcher registers a 12345 call whose place names no village: the form comes back
+    # with everything typed and the offer; 放入待定位 keeps the report in the queue.
+    login(desk_page, "ddy")
+    desk_page.goto("/desk/new")
+    expect(desk_page.locator("#pick-map[data-ready]")).to_have_count(1)
+    desk_page.get_by_label("12345热线").check()
+    desk_page.get_by_label("事项").select_option(label="0501 乱堆乱放")
+    desk_page.get_by_label("事件描述").fill("12345 来电：省道边有人倾倒建筑垃圾，位置说不清")
+    desk_page.get_by_label("事件位置").fill("省道旁加油站对面")
+    desk_page.get_by_role("button", name="登记事件").click()
+    expect(desk_page.locator("[data-queue-submit]")).to_be_visible()
+    expect(desk_page.get_by_label("事件描述")).to_have_value(
+        "12345 来电：省道边有人倾倒建筑垃圾，位置说不清"
+    )
+    shot(desk_page, "desk-new-offer-queue")
+    desk_page.locator("[data-queue-submit]").click()
+    expect(desk_page.locator(".flashes")).to_contain_text("已放入待定位")
+    with live_server.session() as s:
+        report = s.scalar(
+            select(UnplacedReport).where(UnplacedReport.place_text == "省道旁加油站对面")
+        )
+        assert report is not None and report.status == "queued" and report.reason == "no_location"
+        assert report.source == "hotline" and report.description.startswith("12345 来电")
+        report_id = report.id
+    row = desk_page.locator(f'tr[data-unplaced-id="{report_id}"]')
+    expect(row).to_contain_text("省道旁加油站对面")
+    shot(desk_page, "desk-unplaced-queued-from-register")
