@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridgov.db import Base, UTCDateTime
-from gridgov.models.matters import Matter
+from gridgov.models.matters import URGENCY_CHECK, Matter
 
 
 class EventState(StrEnum):
@@ -152,7 +152,7 @@ class Event(Base):
         CheckConstraint(f"state IN ({_STATES})", name="state"),
         CheckConstraint(f"source IN ({_SOURCES})", name="source"),
         CheckConstraint(f"holder_level IN ({_HOLDERS})", name="holder_level"),
-        CheckConstraint("urgency IN ('urgent', 'pressing', 'normal')", name="urgency"),
+        CheckConstraint(URGENCY_CHECK, name="urgency"),
         CheckConstraint(
             "(holder_level <> 'department') OR (holder_department_id IS NOT NULL)",
             name="department_holder_named",

@@ -22,6 +22,10 @@ class Urgency(StrEnum):
         return {"urgent": "紧急", "pressing": "较急", "normal": "一般"}[self]
 
 
+URGENCY_CHECK = f"urgency IN ({', '.join(repr(u.value) for u in Urgency)})"
+"""The CHECK constraint of every table with an urgency column."""
+
+
 class Stage(StrEnum):
     """A timed stage of the loop; each has its own limit per matter × urgency."""
 
@@ -101,7 +105,7 @@ class MatterTimeLimit(Base):
 
     __tablename__ = "matter_time_limits"
     __table_args__ = (
-        CheckConstraint("urgency IN ('urgent', 'pressing', 'normal')", name="urgency"),
+        CheckConstraint(URGENCY_CHECK, name="urgency"),
         CheckConstraint("stage IN ('accept', 'dispatch', 'handle', 'verify')", name="stage"),
         CheckConstraint("unit IN ('hours', 'working_hours', 'working_days')", name="unit"),
         CheckConstraint("amount > 0", name="amount_positive"),

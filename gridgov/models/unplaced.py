@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridgov.db import Base, UTCDateTime
 from gridgov.models.events import Event
-from gridgov.models.matters import Matter
+from gridgov.models.matters import URGENCY_CHECK, Matter
 from gridgov.models.org import User
 
 
@@ -70,7 +70,7 @@ class UnplacedReport(Base):
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
         CheckConstraint(f"reason IN ({_REASONS})", name="reason"),
         CheckConstraint(f"source IN ({_SOURCES})", name="source"),
-        CheckConstraint("urgency IN ('urgent', 'pressing', 'normal')", name="urgency"),
+        CheckConstraint(URGENCY_CHECK, name="urgency"),
         CheckConstraint(
             "(reason <> 'outside_grids') OR (lng IS NOT NULL AND lat IS NOT NULL)",
             name="outside_has_position",
